@@ -1,0 +1,1 @@
+"""The real venue: Binance wire protocol (REST, WebSocket streams, user data), spot and USDT-M futures."""

@@ -1,0 +1,1 @@
+"""Wire schemas: Binance field names in, domain types out (`parse_*`)."""
