@@ -1,0 +1,1 @@
+"""Recorded market data back as an ordered event stream."""
