@@ -81,8 +81,9 @@ def replay_books(frames: Iterable[RawFrame]) -> tuple[dict[str, BookSynchronizer
     references: dict[str, ReferenceBook] = {}
     for frame in frames:
         assert frame.market is not None
-        sync = syncs.setdefault(frame.symbol, BookSynchronizer(frame.market, frame.symbol))
-        reference = references.setdefault(frame.symbol, ReferenceBook(frame.market))
+        key = f"{frame.market.value}:{frame.symbol}"
+        sync = syncs.setdefault(key, BookSynchronizer(frame.market, frame.symbol))
+        reference = references.setdefault(key, ReferenceBook(frame.market))
         if frame.kind is FrameKind.SNAPSHOT:
             result = sync.on_snapshot(decode_depth_snapshot(frame.payload, frame.market, frame.symbol, 0))
             assert result is SnapshotResult.SYNCED
@@ -115,12 +116,12 @@ def test_real_recordings_sync_without_a_gap_and_end_equal_to_the_raw_book(shared
         frames = (frame for name in files for frame in read_raw(shared_data / name))
     syncs, references = replay_books(frames)
     assert syncs
-    for symbol, sync in syncs.items():
-        assert sync.state is SyncState.SYNCED, symbol
+    for key, sync in syncs.items():
+        assert sync.state is SyncState.SYNCED, key
         counters = sync.counters
         assert (counters.gaps, counters.resyncs, counters.duplicates, counters.out_of_order) == (0, 0, 0, 0)
         assert counters.stale_snapshots == 0 and counters.crossed == 0
-        assert sync.book.as_dicts() == references[symbol].as_floats(), symbol
+        assert sync.book.as_dicts() == references[key].as_floats(), key
 
 
 # ---- spot rules -------------------------------------------------------------------------------

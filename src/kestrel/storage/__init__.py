@@ -1,0 +1,1 @@
+"""Storage: the Parquet recorder, the DuckDB catalog, the Redis hot cache and streams."""
