@@ -1,0 +1,1 @@
+"""Storage: the recorder (Parquet), the catalog (DuckDB), caches, and the trading ledger."""
