@@ -177,6 +177,17 @@ class RiskConfig(Section):
     min_depth_top1_usdt: float = Field(5_000.0, ge=0, description="L0 gate: top-of-book depth minimum")
     max_concurrent_entries_per_market: int = Field(5, ge=1, description="Open entries per market")
     spot_notional_budget_usdt: float = Field(1_000.0, ge=0, description="Σ spot notional budget")
+    high_volatility_throttle: float = Field(
+        3.0, ge=1, description="In high volatility the minimum trade interval is multiplied by this"
+    )
+    circuit_breaker_move_pct: float = Field(
+        5.0, gt=0, description="A price move larger than this within the window halts entries on the symbol"
+    )
+    circuit_breaker_window_s: float = Field(60.0, gt=0, description="Window of the violent-move check")
+    circuit_breaker_cooldown_s: float = Field(900.0, ge=0, description="How long a tripped symbol stays halted")
+    min_liquidity_score: float = Field(
+        0.2, ge=0, le=1, description="Symbols with liq_score below this are disabled; above it sizes scale by it"
+    )
     futures_margin_budget_usdt: float = Field(500.0, ge=0, description="Σ futures margin budget")
 
     @model_validator(mode="after")
