@@ -161,6 +161,60 @@ class ModelConfig(Section):
     inference_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
 
 
+# ---- strategy ------------------------------------------------------------------------------------
+class ScoreBand(Section):
+    """R-SE-3: probabilities from `min_probability` up get `size_multiplier` (0 = skip).
+
+    `inclusive: false` makes the bound strict (p > min), as in ">0.85 ×1.2".
+    """
+
+    min_probability: float = Field(ge=0, le=1)
+    size_multiplier: float = Field(ge=0)
+    inclusive: bool = True
+
+
+DEFAULT_SCORE_BANDS = [
+    ScoreBand(min_probability=0.85, size_multiplier=1.2, inclusive=False),
+    ScoreBand(min_probability=0.6, size_multiplier=1.0),
+    ScoreBand(min_probability=0.4, size_multiplier=0.5),
+    ScoreBand(min_probability=0.0, size_multiplier=0.0),
+]
+
+
+class StrategyConfig(Section):
+    rules_file: Path | None = Field(None, description="L1 rule DSL file (YAML); None = no rules")
+    score_bands: list[ScoreBand] = Field(DEFAULT_SCORE_BANDS, min_length=1, description="L2 p → size multiplier")
+    size_multiplier_min: float = Field(0.25, ge=0, description="Lower clamp of rules × model size multiplier")
+    size_multiplier_max: float = Field(2.0, gt=0, description="Upper clamp of rules × model size multiplier")
+    tp_multiplier_bounds: tuple[float, float] = Field((0.5, 2.0), description="Clamp of rule TP multipliers")
+    sl_multiplier_bounds: tuple[float, float] = Field((0.5, 2.0), description="Clamp of rule SL multipliers")
+    atr_stop_multiplier: float = Field(2.0, gt=0, description="R-SE-4: stop distance = min(mult × ATR, ...)")
+    max_loss_usdt: float = Field(2.0, gt=0, description="R-SE-4: stop distance ≤ max_loss_usdt / qty")
+    take_profit_margin_pct: float = Field(10.0, gt=0, description="R-SE-4: TP nets ≥ this % of the margins")
+    taker_fee_rate: float = Field(0.0005, ge=0, lt=0.01, description="Fee rate assumed by TP/cost planning")
+    target_volatility: float | None = Field(
+        None, gt=0, description="R-SE-7: annualised vol at which size is unscaled; None = no vol scaling"
+    )
+
+    @field_validator("score_bands")
+    @classmethod
+    def _bands_descending(cls, value: list[ScoreBand]) -> list[ScoreBand]:
+        thresholds = [band.min_probability for band in value]
+        if thresholds != sorted(thresholds, reverse=True) or thresholds[-1] != 0:
+            raise ValueError("bands must be in descending min_probability order and end at 0")
+        return value
+
+    @model_validator(mode="after")
+    def _clamps(self) -> StrategyConfig:
+        if self.size_multiplier_min > self.size_multiplier_max:
+            raise ValueError("size_multiplier_min must not exceed size_multiplier_max")
+        for name in ("tp_multiplier_bounds", "sl_multiplier_bounds"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
+        return self
+
+
 # ---- risk ----------------------------------------------------------------------------------------
 class RiskConfig(Section):
     leverage: int = Field(10, ge=1, le=125, description="Futures leverage used for sizing")
@@ -302,6 +356,7 @@ class KestrelConfig(BaseSettings):
     storage: StorageConfig = StorageConfig()
     feature: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
+    strategy: StrategyConfig = StrategyConfig()
     risk: RiskConfig = RiskConfig()
     execution: ExecutionConfig = ExecutionConfig()
     api: ApiConfig = ApiConfig()
