@@ -215,6 +215,27 @@ class StrategyConfig(Section):
         return self
 
 
+# ---- position manager ------------------------------------------------------------------------------
+class PositionConfig(Section):
+    """R-PM-1 position management (ROE = unrealized PnL / isolated margin, in %)."""
+
+    add_on_roe_pct: list[float] = Field([5.0, 10.0], max_length=2, description="ROE levels of the add-ons (max 2)")
+    add_on_fraction: float = Field(1.0, gt=0, le=2, description="Add-on quantity as a fraction of the first entry")
+    breakeven_roe_pct: float = Field(10.0, gt=0, description="ROE that moves the stop to net breakeven")
+    lock_roe_pct: float = Field(20.0, gt=0, description="ROE that moves the stop to lock a net profit")
+    lock_net_pct: float = Field(10.0, ge=0, description="Net profit locked (% of margin) at lock_roe_pct")
+    partial_close_roe_pct: float = Field(12.0, gt=0, description="ROE that closes the first entry's quantity")
+    max_holding_s: float = Field(86_400.0, gt=0, description="Close any position held longer than this")
+    sweep_interval_s: float = Field(5.0, ge=1, le=10, description="Backstop sweep period (event-driven otherwise)")
+
+    @field_validator("add_on_roe_pct")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if value != sorted(value) or any(level <= 0 for level in value):
+            raise ValueError("levels must be positive and ascending")
+        return value
+
+
 # ---- risk ----------------------------------------------------------------------------------------
 class RiskConfig(Section):
     leverage: int = Field(10, ge=1, le=125, description="Futures leverage used for sizing")
@@ -357,6 +378,7 @@ class KestrelConfig(BaseSettings):
     feature: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
     strategy: StrategyConfig = StrategyConfig()
+    position: PositionConfig = PositionConfig()
     risk: RiskConfig = RiskConfig()
     execution: ExecutionConfig = ExecutionConfig()
     api: ApiConfig = ApiConfig()
