@@ -161,6 +161,81 @@ class ModelConfig(Section):
     inference_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
 
 
+# ---- strategy ------------------------------------------------------------------------------------
+class ScoreBand(Section):
+    """R-SE-3: probabilities from `min_probability` up get `size_multiplier` (0 = skip).
+
+    `inclusive: false` makes the bound strict (p > min), as in ">0.85 ×1.2".
+    """
+
+    min_probability: float = Field(ge=0, le=1)
+    size_multiplier: float = Field(ge=0)
+    inclusive: bool = True
+
+
+DEFAULT_SCORE_BANDS = [
+    ScoreBand(min_probability=0.85, size_multiplier=1.2, inclusive=False),
+    ScoreBand(min_probability=0.6, size_multiplier=1.0),
+    ScoreBand(min_probability=0.4, size_multiplier=0.5),
+    ScoreBand(min_probability=0.0, size_multiplier=0.0),
+]
+
+
+class StrategyConfig(Section):
+    rules_file: Path | None = Field(None, description="L1 rule DSL file (YAML); None = no rules")
+    score_bands: list[ScoreBand] = Field(DEFAULT_SCORE_BANDS, min_length=1, description="L2 p → size multiplier")
+    size_multiplier_min: float = Field(0.25, ge=0, description="Lower clamp of rules × model size multiplier")
+    size_multiplier_max: float = Field(2.0, gt=0, description="Upper clamp of rules × model size multiplier")
+    tp_multiplier_bounds: tuple[float, float] = Field((0.5, 2.0), description="Clamp of rule TP multipliers")
+    sl_multiplier_bounds: tuple[float, float] = Field((0.5, 2.0), description="Clamp of rule SL multipliers")
+    atr_stop_multiplier: float = Field(2.0, gt=0, description="R-SE-4: stop distance = min(mult × ATR, ...)")
+    max_loss_usdt: float = Field(2.0, gt=0, description="R-SE-4: stop distance ≤ max_loss_usdt / qty")
+    take_profit_margin_pct: float = Field(10.0, gt=0, description="R-SE-4: TP nets ≥ this % of the margins")
+    taker_fee_rate: float = Field(0.0005, ge=0, lt=0.01, description="Fee rate assumed by TP/cost planning")
+    target_volatility: float | None = Field(
+        None, gt=0, description="R-SE-7: annualised vol at which size is unscaled; None = no vol scaling"
+    )
+
+    @field_validator("score_bands")
+    @classmethod
+    def _bands_descending(cls, value: list[ScoreBand]) -> list[ScoreBand]:
+        thresholds = [band.min_probability for band in value]
+        if thresholds != sorted(thresholds, reverse=True) or thresholds[-1] != 0:
+            raise ValueError("bands must be in descending min_probability order and end at 0")
+        return value
+
+    @model_validator(mode="after")
+    def _clamps(self) -> StrategyConfig:
+        if self.size_multiplier_min > self.size_multiplier_max:
+            raise ValueError("size_multiplier_min must not exceed size_multiplier_max")
+        for name in ("tp_multiplier_bounds", "sl_multiplier_bounds"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
+        return self
+
+
+# ---- position manager ------------------------------------------------------------------------------
+class PositionConfig(Section):
+    """R-PM-1 position management (ROE = unrealized PnL / isolated margin, in %)."""
+
+    add_on_roe_pct: list[float] = Field([5.0, 10.0], max_length=2, description="ROE levels of the add-ons (max 2)")
+    add_on_fraction: float = Field(1.0, gt=0, le=2, description="Add-on quantity as a fraction of the first entry")
+    breakeven_roe_pct: float = Field(10.0, gt=0, description="ROE that moves the stop to net breakeven")
+    lock_roe_pct: float = Field(20.0, gt=0, description="ROE that moves the stop to lock a net profit")
+    lock_net_pct: float = Field(10.0, ge=0, description="Net profit locked (% of margin) at lock_roe_pct")
+    partial_close_roe_pct: float = Field(12.0, gt=0, description="ROE that closes the first entry's quantity")
+    max_holding_s: float = Field(86_400.0, gt=0, description="Close any position held longer than this")
+    sweep_interval_s: float = Field(5.0, ge=1, le=10, description="Backstop sweep period (event-driven otherwise)")
+
+    @field_validator("add_on_roe_pct")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if value != sorted(value) or any(level <= 0 for level in value):
+            raise ValueError("levels must be positive and ascending")
+        return value
+
+
 # ---- risk ----------------------------------------------------------------------------------------
 class RiskConfig(Section):
     leverage: int = Field(10, ge=1, le=125, description="Futures leverage used for sizing")
@@ -177,6 +252,17 @@ class RiskConfig(Section):
     min_depth_top1_usdt: float = Field(5_000.0, ge=0, description="L0 gate: top-of-book depth minimum")
     max_concurrent_entries_per_market: int = Field(5, ge=1, description="Open entries per market")
     spot_notional_budget_usdt: float = Field(1_000.0, ge=0, description="Σ spot notional budget")
+    high_volatility_throttle: float = Field(
+        3.0, ge=1, description="In high volatility the minimum trade interval is multiplied by this"
+    )
+    circuit_breaker_move_pct: float = Field(
+        5.0, gt=0, description="A price move larger than this within the window halts entries on the symbol"
+    )
+    circuit_breaker_window_s: float = Field(60.0, gt=0, description="Window of the violent-move check")
+    circuit_breaker_cooldown_s: float = Field(900.0, ge=0, description="How long a tripped symbol stays halted")
+    min_liquidity_score: float = Field(
+        0.2, ge=0, le=1, description="Symbols with liq_score below this are disabled; above it sizes scale by it"
+    )
     futures_margin_budget_usdt: float = Field(500.0, ge=0, description="Σ futures margin budget")
 
     @model_validator(mode="after")
@@ -291,6 +377,8 @@ class KestrelConfig(BaseSettings):
     storage: StorageConfig = StorageConfig()
     feature: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    position: PositionConfig = PositionConfig()
     risk: RiskConfig = RiskConfig()
     execution: ExecutionConfig = ExecutionConfig()
     api: ApiConfig = ApiConfig()

@@ -1,1 +1,2 @@
-"""Storage: the Parquet recorder, the DuckDB catalog, the Redis hot cache and streams."""
+"""Storage: the market-data recorder (Parquet), the catalog (DuckDB), the Redis hot cache and streams,
+and the trading ledger."""
