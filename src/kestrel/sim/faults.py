@@ -10,8 +10,8 @@ A `FaultPlan` (from CLI flags, a YAML file, or Python) sets rates and schedules:
   them for `stall_duration_s` (frames queue up and arrive late), `shutdown_notice_every_s` sends the
   spot `serverShutdown` event and then closes;
 - REST: `rest_5xx_rate` / `rest_429_rate` / `rest_418_rate` answer a fraction of requests with that
-  status (429/418 with `Retry-After`), `stale_snapshot_rate` serves depth snapshots
-  `stale_snapshot_updates` book updates old (older than the diffs a client has buffered);
+  status (429/418 with `Retry-After`), `stale_snapshot_rate` serves depth snapshots as the book was
+  `stale_snapshot_age_ms` ago (older than the diffs a client has buffered since it subscribed);
 - the clock: `clock_skew_ms` shifts the server's clock (serverTime and every event time).
 
 Decisions are drawn from one generator seeded from the plan's seed (or the simulator's), once per
@@ -69,7 +69,7 @@ class FaultPlan(BaseModel):
     rest_418_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction answered 418 (IP banned, Retry-After)")
     retry_after_s: int = Field(1, ge=0, description="Retry-After seconds on injected 429/418")
     stale_snapshot_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of depth snapshots served stale")
-    stale_snapshot_updates: int = Field(200, ge=1, description="How many book updates old a stale snapshot is")
+    stale_snapshot_age_ms: int = Field(3000, ge=1, description="How old a stale snapshot is")
     clock_skew_ms: int = Field(0, ge=-3_600_000, le=3_600_000, description="Server clock minus true time")
 
     @model_validator(mode="after")

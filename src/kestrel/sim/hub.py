@@ -119,6 +119,7 @@ class StreamHub:
         # market → canonical stream → {connection: subscribed name}
         self._subscribers: dict[Market, dict[str, dict[Connection, str]]] = {market: {} for market in Market}
         self._held: dict[tuple[Market, str], tuple[str | None, StreamKind, bytes]] = {}
+        self._withheld: set[tuple[Market, str]] = set()  # streams whose last message was withheld (gap)
         self._delayed: deque[tuple[float, Market, str, bytes]] = deque()
         self._last_due_s = 0.0
         self.canonical: Callable[[Market, str], str] = lambda market, name: name
@@ -153,6 +154,7 @@ class StreamHub:
             subscribers.pop(connection, None)
             if not subscribers:
                 del self._subscribers[connection.market][canonical]
+                self._withheld.discard((connection.market, canonical))
 
     def has_subscribers(self, market: Market, stream: str) -> bool:
         return stream in self._subscribers[market]
@@ -177,16 +179,20 @@ class StreamHub:
             return
         symbol_counters = self.stats.symbol(f"{market.value}:{symbol or '*'}")
         stream_counters = self.stats.stream(kind.value)
-        if action in (GAP, DROP):
-            if action == GAP:
+        key = (market, stream)
+        if action == GAP:
+            if key not in self._withheld:  # a run of withheld diffs is one break in the sequence
+                self._withheld.add(key)
                 symbol_counters.gaps_injected += 1
                 stream_counters.gaps_injected += 1
-            else:
-                symbol_counters.drops_injected += 1
-                stream_counters.drops_injected += 1
             return
+        if action == DROP:
+            symbol_counters.drops_injected += 1
+            stream_counters.drops_injected += 1
+            return
+        if self._withheld:
+            self._withheld.discard(key)
         data = payload if isinstance(payload, bytes) else payload()
-        key = (market, stream)
         if action == HOLD and key not in self._held:
             self._held[key] = (symbol, kind, data)
             return

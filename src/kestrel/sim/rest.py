@@ -169,7 +169,7 @@ async def _depth(request: web.Request) -> web.Response:
     symbol = _symbol(request)
     assert symbol is not None
     limit = _limit(request, 100 if market is Market.SPOT else 500, 5000 if market is Market.SPOT else 1000)
-    stale = state.options.faults.stale_snapshot_updates if state.faults.stale_snapshot() else 0
+    stale = state.faults.plan.stale_snapshot_age_ms if state.faults.stale_snapshot() else 0
     body, served_stale = state.source.depth_snapshot(market, symbol, limit, stale)
     state.stats.rest.snapshots_served += 1
     if served_stale:
@@ -323,7 +323,7 @@ async def binance_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def _injected_fault(state: SimulatorState, status: int, used: int) -> web.Response:
-    retry_after = state.options.faults.retry_after_s
+    retry_after = state.faults.plan.retry_after_s
     if status == 429:
         state.stats.rest.errors_429_injected += 1
         return _limited(429, "Too many requests (injected).", retry_after, used)

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from kestrel.config.paths import shared_data_dir
 from kestrel.core.enums import Market
-from kestrel.core.errors import ConfigurationError
+from kestrel.core.errors import ConfigurationError, KestrelError
 from kestrel.core.logs import get_logger
 from kestrel.sim.book import BookView
 from kestrel.sim.faults import FaultInjector, FaultPlan
@@ -117,6 +117,9 @@ class MarketSimulator:
         self.timeline.start(origin_ns)
         self.set_clock_skew_ms(options.faults.clock_skew_ms)
         self.source.start(self.timeline.now_ns())
+        for market in options.markets:
+            for spec in self.source.specs(market):
+                self.stats_data.symbol(spec.key)  # every symbol appears in the stats, traffic or not
         rest_app = web.Application(middlewares=[binance_middleware])
         register_market_routes(rest_app, self.state)
         shared_ws = web.Application()
@@ -128,9 +131,14 @@ class MarketSimulator:
         for app, port, scheme in zip((rest_app, shared_ws, futures_ws), ports, ("http", "ws", "ws"), strict=True):
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
             await runner.setup()
-            site = web.TCPSite(runner, options.host, port, reuse_address=True)
-            await site.start()
             self._runners.append(runner)
+            site = web.TCPSite(runner, options.host, port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                await self.stop()
+                reason = exc.strerror or str(exc)
+                raise KestrelError(f"cannot listen on {options.host}:{port}: {reason.lower()}") from None
             bound = runner.addresses[0][1]
             urls.append(f"{scheme}://{options.host}:{bound}")
         self.rest_url, self.ws_url, self.futures_ws_url = urls
@@ -246,7 +254,8 @@ class MarketSimulator:
         self.source.set_skew_ns(self.timeline.skew_ns)
 
     def inject_gap(self, market: Market, symbol: str, count: int = 1) -> None:
-        """Withhold the next `count` diff-depth messages of `symbol` that have a subscriber."""
+        """Withhold the next `count` diff-depth messages of `symbol` that have a subscriber (consecutive
+        messages of one stream make one gap)."""
         key = (market.value, symbol.upper())
         self._injector.pending_gaps[key] = self._injector.pending_gaps.get(key, 0) + count
 

@@ -41,8 +41,8 @@ class MarketSource(Protocol):
 
     def set_skew_ns(self, skew_ns: int) -> None: ...
 
-    def depth_snapshot(self, market: Market, symbol: str, limit: int, stale_updates: int) -> tuple[bytes, bool]:
-        """(REST body, served stale). Raises UnknownSymbol."""
+    def depth_snapshot(self, market: Market, symbol: str, limit: int, stale_ms: int) -> tuple[bytes, bool]:
+        """(REST body, served stale): the book now, or as it was `stale_ms` ago. Raises UnknownSymbol."""
         ...
 
     def klines(

@@ -4,7 +4,9 @@ Counting rules (a client test compares its own counts with these):
 - `messages_sent`: stream messages delivered to at least one subscriber, each counted once however
   many connections received it. A duplicate's second copy is not in `messages_sent` but in
   `duplicates_injected`. `frames_sent` counts every data frame written to any connection.
-- `gaps_injected`: diff-depth messages withheld; `drops_injected`: other messages withheld;
+- `gaps_injected`: breaks in a diff-depth sequence (withheld messages; a run of consecutive withheld
+  messages on one stream is one break, which is what a client can detect); `drops_injected`: other
+  messages withheld, each counted (a client sees the missing ids);
   `reorders_injected`: messages delivered after their successor. Only faults that hit a stream with
   a subscriber count (a fault nobody could observe is not injected).
 - connection faults (`disconnects_injected`, `stalls_injected`, `shutdown_notices_injected`) count

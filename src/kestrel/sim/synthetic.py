@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -109,6 +110,7 @@ class SymbolChannel:
             if speed > 0
         ]
         self.realtime_previous_id = symbol.update_id
+        self.update_times: deque[tuple[int, int]] = deque(maxlen=4096)  # (event time, update id after it)
         for accumulator in self.depth:
             accumulator.previous_final_id = symbol.update_id
         self.mark: MarkState | None = None
@@ -226,6 +228,7 @@ class SyntheticMarket:
         first_id = changes[0][3]
         final_id = changes[-1][3]
         self.last_event_ns[(market, spec.symbol)] = time_ns
+        channel.update_times.append((time_ns, final_id))
         for accumulator in channel.depth:
             if not accumulator.changes:
                 accumulator.first_id = first_id
@@ -444,15 +447,15 @@ class SyntheticMarket:
             return f"{name.partition('@')[0]}@depth"
         return name
 
-    def depth_snapshot(self, market: Market, symbol: str, limit: int, stale_updates: int) -> tuple[bytes, bool]:
-        """The current book (or one `stale_updates` changes old) as a REST depth body."""
+    def depth_snapshot(self, market: Market, symbol: str, limit: int, stale_ms: int) -> tuple[bytes, bool]:
+        """The current book (or the book as it was `stale_ms` ago) as a REST depth body."""
         channel = self._channel(market, symbol)
         book = channel.state.book
         spec = channel.spec
         event_ms = self._ms(self.now_ns)
         transaction_ms = self._ms(self.last_event_ns.get((market, symbol), self.now_ns))
-        if stale_updates and len(book.undo) > stale_updates:
-            target = book.undo[-stale_updates - 1][0]
+        if stale_ms:
+            target = self._update_id_at(channel, self.now_ns - stale_ms * NANOS_PER_MILLI)
             bid_levels, ask_levels = book.levels_at(target)
             bids = [(price, bid_levels[price]) for price in sorted(bid_levels, reverse=True)[:limit]]
             asks = [(price, ask_levels[price]) for price in sorted(ask_levels)[:limit]]
@@ -460,6 +463,18 @@ class SyntheticMarket:
             return body, target < book.last_update_id
         bids, asks = book.top(limit)
         return wire.depth_snapshot(spec, book.last_update_id, bids, asks, event_ms, transaction_ms), False
+
+    @staticmethod
+    def _update_id_at(channel: SymbolChannel, time_ns: int) -> int:
+        """The book's update id at `time_ns` (as far back as the undo log reaches)."""
+        book = channel.state.book
+        oldest = book.oldest_reachable_id()
+        target = oldest
+        for event_ns, update_id in reversed(channel.update_times):
+            if event_ns <= time_ns:
+                target = update_id
+                break
+        return max(target, oldest)
 
     def book_view(self, market: Market, symbol: str, limit: int | None = None) -> BookView:
         channel = self._channel(market, symbol)
