@@ -177,11 +177,7 @@ class BookSynchronizer:
 
     def _fills_hole(self, update: DepthUpdate) -> bool:
         held = self._held
-        return (
-            held is not None
-            and self._links(update, self._hole_after)
-            and self._links(held, update.final_update_id)
-        )
+        return held is not None and self._links(update, self._hole_after) and self._links(held, update.final_update_id)
 
     def _confirm_gap(self) -> None:
         held, self._held = self._held, None
