@@ -130,13 +130,19 @@ def test_latency_histogram_quantiles_within_three_percent() -> None:
 
 def test_gap_ratio_per_minute_asks_for_a_rebuild() -> None:
     audit = QualityAudit(lag_degraded_ms=1000, gap_ratio_rebuild_pct=0.2)
-    assert audit.roll_minute(0) == []
+    problems = {"futures:A": 5, "futures:B": 0}
     noisy, clean = audit.symbol("futures:A"), audit.symbol("futures:B")
-    noisy.minute_messages, noisy.minute_problems = 1000, 3  # 0.3 %
-    clean.minute_messages, clean.minute_problems = 1000, 2  # 0.2 %: not above
-    assert audit.roll_minute(MINUTE_NS // 2) == []
-    assert audit.roll_minute(MINUTE_NS) == ["futures:A"]
-    assert noisy.minute_messages == 0 and noisy.last_gap_ratio_pct == pytest.approx(0.3)
+    noisy.messages = clean.messages = 100
+    assert audit.roll_minute(0, problems.__getitem__) == []
+    noisy.messages += 1000
+    clean.messages += 1000
+    problems["futures:A"] += 3  # 0.3 % of the minute's messages
+    problems["futures:B"] += 2  # 0.2 %: not above the limit
+    assert audit.roll_minute(MINUTE_NS // 2, problems.__getitem__) == []
+    assert audit.roll_minute(MINUTE_NS, problems.__getitem__) == ["futures:A"]
+    assert noisy.last_gap_ratio_pct == pytest.approx(0.3) and clean.last_gap_ratio_pct == pytest.approx(0.2)
+    assert audit.roll_minute(2 * MINUTE_NS, problems.__getitem__) == []  # a quiet minute: ratio 0
+    assert noisy.last_gap_ratio_pct == 0.0
 
 
 def test_degraded_by_lag_or_drift() -> None:

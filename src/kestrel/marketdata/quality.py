@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,8 +122,8 @@ class SymbolQuality:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     last_latency_ms: float = 0.0
     degraded: bool = False
-    minute_messages: int = 0
-    minute_problems: int = 0
+    minute_start_messages: int = 0
+    minute_start_problems: int = 0
     last_gap_ratio_pct: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -187,24 +187,29 @@ class QualityAudit:
         quality.degraded = self.drift_degraded or latency_ns > self.lag_degraded_ns
         return quality.degraded
 
-    def roll_minute(self, now_ns: int) -> list[str]:
-        """Close the minute when it is over; returns the symbols whose gap ratio asks for a rebuild."""
+    def roll_minute(self, now_ns: int, problems_of: Callable[[str], int]) -> list[str]:
+        """Close the minute when it is over; returns the symbols whose gap ratio asks for a rebuild.
+
+        `problems_of(key)` is the symbol's running total of gaps and drops (from the sequencer); the
+        minute's ratio is its increase over the increase of the symbol's message count.
+        """
         if self._minute_start_ns is None:
             self._minute_start_ns = now_ns
+            for key, quality in self.symbols.items():
+                quality.minute_start_messages, quality.minute_start_problems = quality.messages, problems_of(key)
             return []
         if now_ns - self._minute_start_ns < MINUTE_NS:
             return []
         self._minute_start_ns = now_ns
         rebuild = []
         for key, quality in self.symbols.items():
-            if quality.minute_messages:
-                quality.last_gap_ratio_pct = 100.0 * quality.minute_problems / quality.minute_messages
-                if quality.last_gap_ratio_pct > self.gap_ratio_rebuild_pct:
-                    rebuild.append(key)
-            else:
-                quality.last_gap_ratio_pct = 0.0
-            quality.minute_messages = 0
-            quality.minute_problems = 0
+            problems = problems_of(key)
+            messages = quality.messages - quality.minute_start_messages
+            found = problems - quality.minute_start_problems
+            quality.last_gap_ratio_pct = 100.0 * found / messages if messages else 0.0
+            if quality.last_gap_ratio_pct > self.gap_ratio_rebuild_pct:
+                rebuild.append(key)
+            quality.minute_start_messages, quality.minute_start_problems = quality.messages, problems
         return rebuild
 
     def degraded_symbols(self) -> list[str]:

@@ -15,7 +15,7 @@ sorted order) and keeps its Instrument. The plan splits every stream of every sy
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -103,7 +103,7 @@ def stream_names(market: Market, symbol: str, tokens: Sequence[str]) -> list[tup
 
 
 def plan_shards(
-    symbols_by_market: dict[Market, Sequence[str]], tokens: Sequence[str], streams_per_connection: int
+    symbols_by_market: Mapping[Market, Sequence[str]], tokens: Sequence[str], streams_per_connection: int
 ) -> list[Shard]:
     """Split every stream over connections of at most `streams_per_connection` streams."""
     if streams_per_connection < 1:
