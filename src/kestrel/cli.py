@@ -20,6 +20,7 @@ from typer._click import exceptions as click_exceptions
 from kestrel import __version__
 from kestrel.commands import data as data_commands
 from kestrel.commands import sim as sim_commands
+from kestrel.commands import ingest as ingest_commands
 from kestrel.config.loading import (
     ConfigProblems,
     config_revision,
@@ -41,6 +42,7 @@ config_app = typer.Typer(help="Check, show and export configuration.", no_args_i
 app.add_typer(config_app, name="config")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(sim_commands.app, name="sim")
+app.command("ingest")(ingest_commands.ingest)
 
 ConfigFile = Annotated[Path, typer.Argument(help="YAML configuration file", show_default=False)]
 

@@ -166,12 +166,26 @@ def test_spot_gap_is_counted_flagged_and_resynced() -> None:
     assert sync.on_update(spot(3, 4)) == 0
     flags = sync.on_update(spot(6, 7, bids=[(1.2, 1.0)]))  # 5 is missing
     assert flags == QualityFlag.GAP_BEFORE
-    assert sync.counters.gaps == 1 and sync.counters.resyncs == 1
+    assert sync.counters.gaps == 1 and sync.gap_pending  # held: 5 may still arrive late
+    assert sync.book.update_id == 4 and sync.counters.resyncs == 0
+    sync.on_update(spot(8, 8))  # 5 did not come: the gap is confirmed
+    assert not sync.gap_pending and sync.counters.gaps == 1 and sync.counters.resyncs == 1
     assert sync.last_resync_reason is ResyncReason.GAP
-    assert not sync.is_synced and sync.book.is_empty and sync.wants_snapshot
-    sync.on_update(spot(8, 8))
+    assert not sync.is_synced and sync.book.is_empty and sync.wants_snapshot and sync.buffered == 2
     assert sync.on_snapshot(snapshot(Market.SPOT, 7, [(1.1, 1.0)], [(2.0, 1.0)])) is SnapshotResult.SYNCED
     assert sync.book.update_id == 8 and sync.book.bids() == [(1.1, 1.0)]
+
+
+def test_a_pending_gap_expires_after_its_window() -> None:
+    sync = BookSynchronizer(Market.FUTURES, "X")
+    sync.on_update(futures(1, 10, 0))
+    sync.on_snapshot(snapshot(Market.FUTURES, 10, [], []))
+    held = futures(20, 30, 15)  # ts_init 30
+    assert sync.on_update(held) == QualityFlag.GAP_BEFORE
+    assert not sync.expire_gap(now_ns=100, window_ns=200)
+    assert sync.expire_gap(now_ns=230, window_ns=200)
+    assert not sync.is_synced and sync.counters.resyncs == 1 and sync.buffered == 1
+    assert sync.on_update(held) == QualityFlag.DUPLICATE
 
 
 # ---- futures rules ----------------------------------------------------------------------------
@@ -186,7 +200,8 @@ def test_futures_first_event_rules_and_pu_chain() -> None:
     assert sync.book.bids() == [(5.0, 1.0), (4.0, 1.0)] and sync.book.asks() == [(6.0, 1.0), (7.0, 1.0)]
     assert sync.on_update(futures(125, 130, 120)) == 0  # U need not be previous u + 1 on futures
     assert sync.on_update(futures(131, 140, 129)) == QualityFlag.GAP_BEFORE
-    assert sync.counters.gaps == 1 and not sync.is_synced
+    assert sync.on_update(futures(141, 150, 140)) == 0
+    assert sync.counters.gaps == 1 and not sync.is_synced and sync.buffered == 2
 
 
 def test_futures_snapshot_between_pu_and_u_and_stale() -> None:
@@ -222,22 +237,36 @@ def test_duplicates_and_late_events_are_flagged_and_never_applied() -> None:
     assert sync.book.best_bid() == (1.0, 3.0) and sync.is_synced and sync.counters.resyncs == 0
 
 
-def test_reordered_events_give_a_gap_then_a_late_event() -> None:
+def test_a_one_message_reorder_is_absorbed_not_counted_as_a_gap() -> None:
+    """Swapped neighbours (2 after 3): the late one fills the hole, both are applied in order."""
+    sync = BookSynchronizer(Market.SPOT, "X")
+    sync.on_update(spot(1, 1))
+    sync.on_snapshot(snapshot(Market.SPOT, 1, [(1.0, 1.0)], [(5.0, 1.0)]))
+    assert sync.on_update(spot(3, 3, bids=[(2.0, 3.0)])) == QualityFlag.GAP_BEFORE
+    assert sync.on_update(spot(2, 2, bids=[(2.0, 2.0), (1.5, 1.0)])) == QualityFlag.OUT_OF_ORDER
+    assert sync.counters.gaps == 0 and sync.counters.out_of_order == 1 and sync.counters.resyncs == 0
+    assert sync.is_synced and not sync.gap_pending
+    assert sync.book.update_id == 3 and sync.book.bids() == [(2.0, 3.0), (1.5, 1.0), (1.0, 1.0)]
+    assert sync.on_update(spot(4, 4)) == 0
+
+
+def test_a_reorder_while_buffering_keeps_the_order_for_the_snapshot() -> None:
+    sync = BookSynchronizer(Market.FUTURES, "X")
+    sync.on_update(futures(1, 10, 0))
+    sync.on_update(futures(21, 30, 20, asks=[(9.0, 2.0)]))  # 11..20 late
+    sync.on_update(futures(11, 20, 10, asks=[(9.0, 1.0), (8.0, 1.0)]))
+    assert sync.counters.gaps == 0 and sync.buffered == 3
+    assert sync.on_snapshot(snapshot(Market.FUTURES, 15, [(1.0, 1.0)], [])) is SnapshotResult.SYNCED
+    assert sync.book.asks() == [(8.0, 1.0), (9.0, 2.0)] and sync.book.update_id == 30
+
+
+def test_late_events_that_fill_nothing_are_out_of_order() -> None:
     sync = BookSynchronizer(Market.SPOT, "X")
     sync.on_update(spot(1, 1))
     assert sync.on_update(spot(3, 3)) == QualityFlag.GAP_BEFORE
-    assert sync.on_update(spot(2, 2)) == QualityFlag.OUT_OF_ORDER
+    assert sync.on_update(spot(4, 4)) == 0  # the gap is confirmed
+    assert sync.on_update(spot(2, 2)) == QualityFlag.OUT_OF_ORDER  # too late to help
     assert sync.counters.gaps == 1 and sync.counters.out_of_order == 1
-
-
-def test_gap_while_buffering_is_counted_and_drops_the_useless_buffer() -> None:
-    sync = BookSynchronizer(Market.SPOT, "X")
-    sync.on_update(spot(1, 1))
-    sync.on_update(spot(2, 2))
-    assert sync.on_update(spot(5, 5)) == QualityFlag.GAP_BEFORE
-    assert sync.counters.gaps == 1 and sync.counters.resyncs == 0 and sync.buffered == 1
-    assert sync.on_snapshot(snapshot(Market.SPOT, 2, [], [])) is SnapshotResult.STALE
-    assert sync.on_snapshot(snapshot(Market.SPOT, 4, [], [])) is SnapshotResult.SYNCED
 
 
 def test_gap_across_a_reconnect_is_detected() -> None:

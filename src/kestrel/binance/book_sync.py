@@ -92,6 +92,8 @@ class BookSynchronizer:
         self._max_buffer = max_buffer
         self._recent: deque[tuple[int, int]] = deque(maxlen=_RECENT)
         self._recent_set: set[tuple[int, int]] = set()
+        self._held: DepthUpdate | None = None  # the event after a gap, held for a late arrival
+        self._hole_after = -1  # the last final id before that gap
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -118,36 +120,85 @@ class BookSynchronizer:
     def on_update(self, update: DepthUpdate) -> int:
         """Take one diff event; returns its QualityFlag bits.
 
-        DUPLICATE / OUT_OF_ORDER events are neither buffered nor applied. Otherwise the event is
-        buffered (BUFFERING) or applied (SYNCED); a gap triggers a resync.
+        DUPLICATE events and late events that fill no hole (OUT_OF_ORDER) change nothing. A gap is
+        flagged at once; the event is held until the next depth event (or `expire_gap`) in case the
+        missing event arrives late — then it is applied in order, the gap is withdrawn and the late
+        event counted out of order. Otherwise the gap is confirmed and the book resynced.
         """
         counters = self.counters
         counters.messages += 1
         first_id, final_id = update.first_update_id, update.final_update_id
         last = self.last_final_id
-        flags = 0
-        if last is not None:
-            if final_id <= last:
-                if (first_id, final_id) in self._recent_set:
-                    counters.duplicates += 1
-                    return _DUPLICATE
-                counters.out_of_order += 1
-                return _OUT_OF_ORDER
-            continuous = update.previous_final_update_id == last if self._is_futures else first_id == last + 1
-            if not continuous:
-                counters.gaps += 1
-                flags = _GAP
-                if self.state is SyncState.SYNCED:
-                    self._resync(ResyncReason.GAP)
-                else:
-                    self._buffer.clear()  # events before a gap can never be applied to a newer snapshot
+        if last is None:
+            self._accept(update)
+            return 0
+        if final_id <= last:
+            if (first_id, final_id) in self._recent_set:
+                counters.duplicates += 1
+                return _DUPLICATE
+            counters.out_of_order += 1
+            if self._held is not None and self._fills_hole(update):
+                held, self._held = self._held, None
+                counters.gaps -= 1
+                self._remember(first_id, final_id)
+                self._place(update)
+                self._place(held)
+            return _OUT_OF_ORDER
+        if self._links(update, last):
+            if self._held is not None:
+                self._confirm_gap()
+            self._accept(update)
+            return 0
+        if self._held is not None:
+            self._confirm_gap()
+        counters.gaps += 1
+        self._held = update
+        self._hole_after = last
         self.last_final_id = final_id
         self._remember(first_id, final_id)
+        return _GAP
+
+    @property
+    def gap_pending(self) -> bool:
+        """A gap was seen and its event is held, waiting for a late arrival; the book lags meanwhile."""
+        return self._held is not None
+
+    def expire_gap(self, now_ns: int, window_ns: int) -> bool:
+        """Confirm a pending gap held for `window_ns` (by the held event's ts_init); True when confirmed."""
+        if self._held is not None and now_ns - self._held.ts_init >= window_ns:
+            self._confirm_gap()
+            return True
+        return False
+
+    def _links(self, update: DepthUpdate, previous_final_id: int) -> bool:
+        if self._is_futures:
+            return update.previous_final_update_id == previous_final_id
+        return update.first_update_id == previous_final_id + 1
+
+    def _fills_hole(self, update: DepthUpdate) -> bool:
+        held = self._held
+        return held is not None and self._links(update, self._hole_after) and self._links(held, update.final_update_id)
+
+    def _confirm_gap(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if self.state is SyncState.SYNCED:
+            self._resync(ResyncReason.GAP)
+        else:
+            self._buffer.clear()  # events before a gap can never be applied to a newer snapshot
+        self._buffer_event(held)
+
+    def _accept(self, update: DepthUpdate) -> None:
+        self.last_final_id = update.final_update_id
+        self._remember(update.first_update_id, update.final_update_id)
+        self._place(update)
+
+    def _place(self, update: DepthUpdate) -> None:
         if self.state is SyncState.BUFFERING:
             self._buffer_event(update)
         else:
             self._apply(update)
-        return flags
 
     def _remember(self, first_id: int, final_id: int) -> None:
         recent = self._recent
@@ -201,6 +252,7 @@ class BookSynchronizer:
     def on_snapshot(self, snapshot: DepthSnapshot) -> SnapshotResult:
         """Build the book from `snapshot` and apply the buffered events that follow it."""
         self.snapshot_pending = False
+        self._confirm_gap()
         self.counters.snapshots += 1
         last_id = snapshot.last_update_id
         buffer = self._buffer

@@ -105,6 +105,21 @@ class IngestConfig(Section):
     gap_ratio_rebuild_pct: float = Field(0.2, gt=0, description="Gap ratio per minute (%) that forces a rebuild")
     depth_snapshot_limit: int = Field(1000, ge=5, le=5000, description="Levels requested in depth snapshots")
     exchange_info_refresh_h: float = Field(24.0, gt=0, description="Instrument registry refresh interval")
+    connection_lifetime_s: float = Field(
+        86_400.0, gt=0, description="Lifetime the exchange allows a stream connection (the 24 h cut)"
+    )
+    depth_reorder_window_ms: int = Field(
+        250,
+        ge=0,
+        le=10_000,
+        description="A depth event after a sequence break is held this long (or until the next depth event) "
+        "in case the missing event arrives late; then the gap is confirmed and the book resynced",
+    )
+    snapshot_concurrency: int = Field(4, ge=1, le=64, description="Depth snapshot requests in flight at once")
+    drift_poll_interval_s: float = Field(30.0, gt=0, description="Server-time polls for the clock-drift EWMA")
+    rest_fallback_after_s: float = Field(
+        2.0, ge=0, description="A shard down this long gets its symbols' top of book from REST (with cooldown)"
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> IngestConfig:
@@ -130,6 +145,9 @@ class StorageConfig(Section):
     parquet_compression_level: int = Field(3, ge=1, le=22, description="ZSTD level")
     recorder_flush_ms: int = Field(1000, ge=10, description="Recorder micro-batch flush interval")
     hot_cache_ttl_s: int = Field(5, ge=1, le=3600, description="TTL of Redis top-of-book snapshots (SETEX)")
+    redis_stream_maxlen: int = Field(10_000, ge=10, description="Approximate MAXLEN of mkt:tick / mkt:depth streams")
+    redis_depth_levels: int = Field(20, ge=1, le=1000, description="Book levels per side in mkt:depth entries")
+    recorder_fsync: bool = Field(True, description="fsync each Parquet part and its directory before committing")
 
     @field_validator("ledger_url")
     @classmethod

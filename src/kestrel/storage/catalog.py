@@ -23,9 +23,10 @@ from kestrel.storage.schema import STREAMS
 
 _REJECTED = int(QualityFlag.DUPLICATE | QualityFlag.OUT_OF_ORDER)
 _GAP = int(QualityFlag.GAP_BEFORE)
-assert _REJECTED == 24  # written literally in the SQL below
+assert int(QualityFlag.DUPLICATE) == 8  # written literally in the SQL below
 
-# Missing ids per (market, symbol), from the ids themselves (duplicates and late rows excluded).
+# Missing ids per (market, symbol), from the ids themselves in id order (duplicates excluded; late
+# rows count: they are data that arrived, only out of order).
 # (The f-strings flagged S608 below are built from our own constants — stream names, flag bits —
 # never from user input; user SQL goes to `query` as is, which is its purpose.)
 _ID_GAP_SQL = {
@@ -35,19 +36,19 @@ _ID_GAP_SQL = {
                    CASE WHEN market = 'futures'
                         THEN previous_final_update_id <> lag(final_update_id) OVER w
                         ELSE first_update_id <> lag(final_update_id) OVER w + 1 END AS broken
-            FROM depth WHERE flags & 24 = 0
+            FROM depth WHERE flags & 8 = 0
             WINDOW w AS (PARTITION BY market, symbol ORDER BY final_update_id))
         GROUP BY ALL""",
     "trade": """
         SELECT market, symbol, coalesce(sum(missing), 0) AS missing_ids FROM (
             SELECT market, symbol, trade_id - lag(trade_id) OVER w - 1 AS missing
-            FROM (SELECT DISTINCT market, symbol, trade_id FROM trade WHERE flags & 24 = 0)
+            FROM (SELECT DISTINCT market, symbol, trade_id FROM trade WHERE flags & 8 = 0)
             WINDOW w AS (PARTITION BY market, symbol ORDER BY trade_id))
         GROUP BY ALL""",
     "agg_trade": """
         SELECT market, symbol, coalesce(sum(missing), 0) AS missing_ids FROM (
             SELECT market, symbol, aggregate_id - lag(aggregate_id) OVER w - 1 AS missing
-            FROM (SELECT DISTINCT market, symbol, aggregate_id FROM agg_trade WHERE flags & 24 = 0)
+            FROM (SELECT DISTINCT market, symbol, aggregate_id FROM agg_trade WHERE flags & 8 = 0)
             WINDOW w AS (PARTITION BY market, symbol ORDER BY aggregate_id))
         GROUP BY ALL""",
 }
