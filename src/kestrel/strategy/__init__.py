@@ -1,0 +1,1 @@
+"""Strategies: the base class every strategy derives from, and the shipped examples."""
