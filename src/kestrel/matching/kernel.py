@@ -203,8 +203,15 @@ def set_level(lots: np.ndarray, sym_state: np.ndarray, book: int, sym: int, side
     width = lots.shape[3]
     index = tick - base
     if index < 0 or index >= width:
-        sym_state[sym, S_DROPPED] += 1
-        return -1
+        best = sym_state[sym, S_BEST_BID + side + 3 * book]
+        better = qty > 0 and (best == NO_PRICE or (side == 0 and tick > best) or (side == 1 and tick < best))
+        if not better:
+            sym_state[sym, S_DROPPED] += 1
+            return -1
+        # a new best outside the window: the window was placed by a far-away level; follow the market
+        recenter(lots, sym_state, book, sym, tick)
+        base = sym_state[sym, S_BASE + 3 * book]
+        index = tick - base
     old = lots[book, sym, side, index]
     lots[book, sym, side, index] = qty
     column = S_BEST_BID + side + 3 * book
