@@ -157,6 +157,15 @@ class SyntheticMarket:
         self.last_event_ns: dict[tuple[Market, str], int] = {}
 
     # ---- timeline -----------------------------------------------------------------------------
+    def origin_ns(self) -> int | None:
+        return None
+
+    def exchange_offset_ns(self) -> int:
+        return 0
+
+    def finished(self) -> bool:
+        return False
+
     def start(self, origin_ns: int) -> None:
         """Schedule every symbol's first events and the market timers from `origin_ns`."""
         self.now_ns = origin_ns
