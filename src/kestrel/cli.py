@@ -19,7 +19,11 @@ from typer._click import exceptions as click_exceptions
 
 from kestrel import __version__
 from kestrel.commands import data as data_commands
+from kestrel.commands import features as features_commands
 from kestrel.commands import ingest as ingest_commands
+from kestrel.commands import labels as labels_commands
+from kestrel.commands import research as research_commands
+from kestrel.commands import sim as sim_commands
 from kestrel.config.loading import (
     ConfigProblems,
     config_revision,
@@ -40,7 +44,12 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check, show and export configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_commands.app, name="data")
+app.add_typer(sim_commands.app, name="sim")
 app.command("ingest")(ingest_commands.ingest)
+app.add_typer(features_commands.app, name="features")
+app.add_typer(labels_commands.app, name="labels")
+app.command("train")(research_commands.train_command)
+app.add_typer(research_commands.models_app, name="models")
 
 ConfigFile = Annotated[Path, typer.Argument(help="YAML configuration file", show_default=False)]
 

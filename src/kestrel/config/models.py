@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from kestrel.config.research import ResearchConfig
 from kestrel.core.enums import Market
 
 Percent = Annotated[float, Field(ge=0, le=100)]
@@ -402,6 +403,7 @@ class KestrelConfig(BaseSettings):
     api: ApiConfig = ApiConfig()
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
+    research: ResearchConfig = ResearchConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,108 @@
+"""`kestrel features build` and `kestrel features check-lookahead`."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kestrel.config.loading import load_config
+from kestrel.core.errors import ConfigurationError
+
+app = typer.Typer(help="Build features and check them for lookahead.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML configuration", show_default=False)]
+
+
+def _load_plugin(text: str) -> Any:
+    module_name, sep, function_name = text.partition(":")
+    if not sep or not module_name or not function_name:
+        raise ConfigurationError(f"--plugin {text!r}: expected 'module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"--plugin {text!r}: cannot import {module_name} ({exc})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigurationError(f"--plugin {text!r}: {module_name} has no function {function_name}")
+    return function
+
+
+@app.command("build")
+def build(
+    config: ConfigOption,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder (default: <data_dir>/features)")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")] = True,
+) -> None:
+    """Bar features of every configured symbol → Parquet, one file per symbol (batch path)."""
+    from tqdm import tqdm
+
+    from kestrel.features.table import bar_spec_from_config, model_feature_table
+    from kestrel.research.klines import load_kline_data
+
+    settings = load_config(config)
+    data = load_kline_data(settings)
+    spec = bar_spec_from_config(settings, data.interval_s)
+    table, names = model_feature_table(
+        data.series,
+        spec,
+        settings.research.bars.correlation_window,
+        settings.feature.normalisation,
+        settings.feature.normalisation_window,
+    )
+    root = (out if out is not None else settings.storage.data_dir / "features") / f"bars_{data.interval_s}s"
+    for item in tqdm(data.series, desc="features", disable=not progress, leave=False):
+        folder = root / f"symbol={item.symbol}"
+        folder.mkdir(parents=True, exist_ok=True)
+        part = table.filter(table["symbol"] == item.symbol)
+        part.write_parquet(folder / "part-0.parquet", compression="zstd")
+        typer.echo(f"{item.symbol}: {part.height} rows × {len(names)} model features → {folder / 'part-0.parquet'}")
+
+
+@app.command("check-lookahead")
+def check_lookahead_command(
+    config: ConfigOption,
+    cuts: Annotated[int, typer.Option("--cuts", min=1, max=1000, help="Number of truncation points")] = 12,
+    plugin: Annotated[
+        str | None, typer.Option("--plugin", help="Extra user features to check, as module:function(bars)")
+    ] = None,
+    last_bars: Annotated[
+        int | None, typer.Option("--last-bars", min=100, help="Check only each symbol's last N bars")
+    ] = 4000,
+) -> None:
+    """Prove every feature at t uses nothing after t (recomputation on truncated data); exit 1 naming
+    each feature that does."""
+    import numpy as np
+
+    from kestrel.features.lookahead import check_lookahead, cut_times
+    from kestrel.features.table import bar_spec_from_config, kline_feature_computation
+    from kestrel.research.klines import load_kline_data
+
+    settings = load_config(config)
+    if last_bars is not None:
+        data_section = settings.research.data.model_copy(update={"last_bars": last_bars})
+        research = settings.research.model_copy(update={"data": data_section})
+        settings = settings.model_copy(update={"research": research})
+    data = load_kline_data(settings)
+    spec = bar_spec_from_config(settings, data.interval_s)
+    compute = kline_feature_computation(
+        data.series,
+        spec,
+        settings.research.bars.correlation_window,
+        settings.feature.normalisation,
+        settings.feature.normalisation_window,
+        _load_plugin(plugin) if plugin else None,
+    )
+    times = np.concatenate([item.bars["open_time_ns"].to_numpy() + data.interval_s * 10**9 for item in data.series])
+    report = check_lookahead(compute, cut_times(times, cuts))
+    for name, violation in sorted(report.violations.items()):
+        typer.echo(
+            f"{name}: at {violation.key} the value {violation.full_value} becomes {violation.truncated_value} "
+            f"when the data stops at {violation.cut_ns}",
+            err=True,
+        )
+    typer.echo(report.summary())
+    if not report.passed:
+        raise typer.Exit(1)

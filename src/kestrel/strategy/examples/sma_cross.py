@@ -1,0 +1,70 @@
+"""SMA crossover on closed klines: long when the fast average crosses above the slow one.
+
+`mode=long_only` buys `quantity` on a cross up and closes on a cross down; `mode=long_short` holds
++quantity after a cross up and −quantity after a cross down (futures). A cross is
+`fast[-2] < slow[-2] and fast[-1] > slow[-1]` (strict on both bars, the usual definition). Orders are
+MARKET orders sent when a bar closes, so they fill at the next price available (the next bar's open).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from kestrel.core.enums import Market, OrderType, Side
+from kestrel.core.errors import ConfigurationError
+from kestrel.core.events import Kline
+from kestrel.core.venue import ExecutionType, OrderRequest, OrderUpdate
+from kestrel.strategy.base import Strategy
+
+
+class SmaCross(Strategy):
+    name: ClassVar[str] = "sma_cross"
+    defaults: ClassVar[dict[str, Any]] = {"fast": 10, "slow": 30, "quantity": Decimal("1"), "mode": "long_only"}
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.fast = int(self.params["fast"])
+        self.slow = int(self.params["slow"])
+        self.quantity = Decimal(self.params["quantity"])
+        self.mode = str(self.params["mode"])
+        if not 0 < self.fast < self.slow:
+            raise ConfigurationError("sma_cross: need 0 < fast < slow")
+        if self.mode not in {"long_only", "long_short"}:
+            raise ConfigurationError("sma_cross: mode must be long_only or long_short")
+        if self.quantity <= 0:
+            raise ConfigurationError("sma_cross: quantity must be positive")
+        self.closes: deque[float] = deque(maxlen=self.slow)
+        self.previous: tuple[float, float] | None = None
+        self.position = Decimal(0)  # from our own fills: spot has no venue-side position
+        self.target = Decimal(0)
+
+    def on_kline(self, kline: Kline) -> None:
+        self.closes.append(kline.close)
+        if len(self.closes) < self.slow:
+            return
+        closes = list(self.closes)
+        fast = sum(closes[-self.fast :]) / self.fast
+        slow = sum(closes) / self.slow
+        previous, self.previous = self.previous, (fast, slow)
+        if previous is None:
+            return
+        if previous[0] < previous[1] and fast > slow:
+            self._go_to(kline.market, kline.symbol, self.quantity)
+        elif previous[1] < previous[0] and slow > fast:
+            self._go_to(kline.market, kline.symbol, Decimal(0) if self.mode == "long_only" else -self.quantity)
+
+    def _go_to(self, market: Market, symbol: str, target: Decimal) -> None:
+        delta = target - self.target
+        self.target = target
+        if delta == 0:
+            return
+        side = Side.BUY if delta > 0 else Side.SELL
+        self.submit_order(OrderRequest(market, symbol, side, OrderType.MARKET, quantity=abs(delta)))
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        if update.execution_type is ExecutionType.TRADE and update.fill is not None:
+            self.position += update.fill.quantity * update.fill.side.sign
+        elif update.execution_type in (ExecutionType.REJECTED, ExecutionType.EXPIRED):
+            self.target = self.position  # what we asked for did not happen
