@@ -18,6 +18,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from kestrel import __version__
+from kestrel.commands import backtest
 from kestrel.config.loading import (
     ConfigProblems,
     config_revision,
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check, show and export configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.command("backtest")(backtest.backtest_command)
 
 ConfigFile = Annotated[Path, typer.Argument(help="YAML configuration file", show_default=False)]
 
