@@ -1,0 +1,289 @@
+"""From what the user asks for (strategy, data, symbols, window, seed, configuration) to a runnable setup.
+
+Data files are recognised by name: raw recordings (hftbacktest `*.gz` / `*.dat.gz`, cryptofeed `*.ws.*`
+and `*.http.*`) give L2 events; freqtrade feather files give candles (matched in bar mode), mark-price
+candles and funding rates. Every random generator is seeded from `seed` and the name of its stream, so
+the same request always builds the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kestrel.backtest.data import (
+    EXCHANGE_INFO_FILES,
+    INTERVAL_NS,
+    candles_to_klines,
+    load_instruments,
+    marks_from_klines,
+    parse_feather_name,
+    read_candles,
+    read_funding,
+    read_marks,
+    read_recording,
+)
+from kestrel.backtest.driver import BacktestSetup
+from kestrel.config.loading import masked_dict
+from kestrel.config.models import KestrelConfig, LatencyConfig, MatchingConfig
+from kestrel.config.paths import shared_data_dir
+from kestrel.core.enums import MarginType, Market
+from kestrel.core.errors import ConfigurationError, DataError
+from kestrel.core.events import Kline, MarketEvent
+from kestrel.core.instrument import Instrument
+from kestrel.matching.engine import EngineSettings
+from kestrel.matching.fees import FeeRates, FeeSchedule
+from kestrel.matching.latency import (
+    ConstantLatency,
+    EmpiricalLatency,
+    LatencyModel,
+    LogNormalLatency,
+    NormalLatency,
+    OrderLatency,
+    read_measured,
+)
+from kestrel.matching.margin import BracketRegistry
+from kestrel.matching.rows import TableBuilder
+from kestrel.strategy.base import Strategy
+from kestrel.strategy.examples import EXAMPLES
+
+RAW_SUFFIXES = (".gz", ".dat")
+
+
+@dataclass(slots=True)
+class BacktestRequest:
+    strategy: str
+    data: Sequence[Path]
+    config: KestrelConfig
+    symbols: Sequence[str] = ()
+    params: Mapping[str, str] = field(default_factory=dict)
+    start_ns: int | None = None
+    end_ns: int | None = None
+    seed: int | None = None
+    exchange_info: Mapping[Market, Path] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PreparedRun:
+    setup: BacktestSetup
+    data_files: list[Path]
+    params: dict[str, Any]
+
+
+def load_strategy(spec: str, params: Mapping[str, str]) -> Strategy:
+    """A shipped example by name, or any `module:Class` deriving from Strategy."""
+    target = EXAMPLES.get(spec, spec)
+    module_name, _, class_name = target.partition(":")
+    if not class_name:
+        raise ConfigurationError(f"unknown strategy {spec!r}: use one of {', '.join(sorted(EXAMPLES))} or module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"strategy {spec!r}: cannot import {module_name} ({exc})") from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type) or not issubclass(cls, Strategy):
+        raise ConfigurationError(f"strategy {spec!r}: {class_name} is not a kestrel Strategy class")
+    return cls(dict(params))
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """An independent seed per random stream, derived from the run's seed and the stream's name."""
+    key = int.from_bytes(hashlib.sha256(stream.encode()).digest()[:4], "big")
+    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
+
+
+def build_latency(config: LatencyConfig, seed: int, stream: str, side: int = 0) -> LatencyModel:
+    """A latency model from configuration; `side` picks the entry (0) or response (1) column of a
+    measured file."""
+    if config.model == "constant":
+        return ConstantLatency(round(config.constant_ms * 1_000_000))
+    if config.model == "lognormal":
+        return LogNormalLatency(config.median_ms, config.sigma, stream_seed(seed, stream), config.min_ms)
+    if config.model == "normal":
+        return NormalLatency(config.mean_ms, config.std_ms, stream_seed(seed, stream), config.min_ms)
+    if config.model == "measured":
+        if config.samples_file is None:
+            raise ConfigurationError(f"{stream}: the measured latency model needs samples_file")
+        samples = read_measured(config.samples_file)[side]
+        return EmpiricalLatency(samples, stream_seed(seed, stream), f"measured {config.samples_file.name}")
+    raise ConfigurationError(f"{stream}: latency model {config.model!r} applies to the feed only")
+
+
+def engine_settings(config: MatchingConfig) -> EngineSettings:
+    overrides = {market: FeeRates(rates.maker, rates.taker) for market, rates in config.fee_overrides.items()}
+    brackets = (
+        BracketRegistry.from_file(config.leverage_brackets_file) if config.leverage_brackets_file else BracketRegistry()
+    )
+    return EngineSettings(
+        fees=FeeSchedule(config.spot_fee_tier, config.futures_fee_tier, overrides),
+        brackets=brackets,
+        queue_model=config.queue_model,
+        queue_power=config.queue_power,
+        book_window_ticks=config.book_window_ticks,
+        default_leverage=config.default_leverage,
+        default_margin_type=MarginType(config.default_margin_type),
+        liquidation_fee_rate=config.liquidation_fee_rate,
+        bar_market_reserve=config.bar_market_reserve,
+    )
+
+
+def _exchange_info(market: Market, given: Mapping[Market, Path]) -> Path:
+    if market in given:
+        return given[market]
+    shared = shared_data_dir()
+    if shared is None:
+        raise ConfigurationError(
+            f"no exchangeInfo for {market.value}: pass --exchange-info (../shared is not available)"
+        )
+    return shared / EXCHANGE_INFO_FILES[market]
+
+
+def _in_window(ts: int, request: BacktestRequest) -> bool:
+    return (request.start_ns is None or ts >= request.start_ns) and (request.end_ns is None or ts < request.end_ns)
+
+
+@dataclass(slots=True)
+class _Loaded:
+    events: list[MarketEvent] = field(default_factory=list)
+    symbols: dict[tuple[Market, str], str] = field(default_factory=dict)  # -> "l2" | "bar"
+    bar_interval_ns: int = 0
+    without_snapshot: bool = False
+    has_marks: set[str] = field(default_factory=set)
+    klines: list[Kline] = field(default_factory=list)
+
+
+def _load(request: BacktestRequest, files: list[Path]) -> _Loaded:
+    loaded = _Loaded()
+    wanted = {s.upper() for s in request.symbols}
+    for path in files:
+        if path.suffix == ".feather":
+            name = parse_feather_name(path)
+            if wanted and name.symbol not in wanted:
+                continue
+            if name.kind == "funding_rate":
+                loaded.events += [e for e in read_funding(path, name.symbol) if _in_window(e.ts_event, request)]
+            elif name.kind == "mark":
+                loaded.events += [e for e in read_marks(path, name.symbol) if _in_window(e.ts_event, request)]
+                loaded.has_marks.add(name.symbol)
+            else:
+                candles = read_candles(path).window(request.start_ns, request.end_ns)
+                klines = candles_to_klines(candles, name.market, name.symbol, name.interval)
+                loaded.klines += klines
+                loaded.events += klines
+                loaded.symbols[(name.market, name.symbol)] = "bar"
+                loaded.bar_interval_ns = max(loaded.bar_interval_ns, INTERVAL_NS[name.interval] * 1_000_000_000)
+        else:
+            events = [
+                e
+                for e in read_recording(path)
+                if (not wanted or e.symbol in wanted) and _in_window(e.ts_event, request)
+            ]
+            if events and not any(type(e).__name__ == "DepthSnapshot" for e in events):
+                loaded.without_snapshot = True
+            loaded.events += events
+            for event in events:
+                loaded.symbols.setdefault((event.market, event.symbol), "l2")
+    if not loaded.events:
+        raise DataError("no market data in the given files for these symbols and dates")
+    return loaded
+
+
+def _data_files(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise DataError(f"{path}: no such file or directory")
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix == ".feather" or p.name.endswith(RAW_SUFFIXES))
+        else:
+            files.append(path)
+    if not files:
+        raise DataError("no data files found")
+    return files
+
+
+def prepare(request: BacktestRequest) -> PreparedRun:
+    config = request.config
+    seed = request.seed if request.seed is not None else config.seed
+    strategy = load_strategy(request.strategy, request.params)
+    files = _data_files(request.data)
+    loaded = _load(request, files)
+    instruments: list[Instrument] = []
+    for market in (Market.FUTURES, Market.SPOT):
+        symbols = sorted(s for (m, s) in loaded.symbols if m is market)
+        if symbols:
+            instruments += load_instruments(market, symbols, _exchange_info(market, request.exchange_info))
+    bar_symbols = frozenset(key for key, kind in loaded.symbols.items() if kind == "bar")
+    for (market, symbol), kind in loaded.symbols.items():
+        if kind == "bar" and market is Market.FUTURES and symbol not in loaded.has_marks:
+            loaded.events += marks_from_klines([k for k in loaded.klines if k.symbol == symbol and k.market is market])
+    builder = TableBuilder(
+        instruments,
+        require_snapshot=config.backtest.require_snapshot and not loaded.without_snapshot,
+        bar_symbols=bar_symbols,
+    )
+    if any(kind == "bar" for kind in loaded.symbols.values()) and all(
+        kind == "bar" for kind in loaded.symbols.values()
+    ):
+        ordered = sorted(loaded.events, key=lambda e: e.ts_event)  # candle files: no arrival order to keep
+    else:
+        ordered = loaded.events
+    builder.add_all(ordered)
+    matching = config.matching
+    feed = matching.feed_latency
+    bars_only = bool(bar_symbols) and len(bar_symbols) == len(loaded.symbols)
+    if bars_only:
+        table = builder.build(None)
+        bar_latency = ConstantLatency(round(config.backtest.bar_order_latency_ms * 1_000_000))
+        order_latency = OrderLatency(bar_latency, bar_latency)
+    else:
+        recorded = feed.model == "recorded"
+        table = builder.build(None if recorded else build_latency(feed, seed, "feed"), recorded=recorded)
+        order_latency = OrderLatency(
+            build_latency(matching.order_entry_latency, seed, "order_entry", 0),
+            build_latency(matching.order_response_latency, seed, "order_response", 1),
+        )
+    if len(table) == 0:
+        raise DataError("the data gave no usable market events (no snapshot? try backtest.require_snapshot: false)")
+    interval_ns = max(round(config.backtest.equity_interval_s * 1e9), loaded.bar_interval_ns)
+    markets = {market for market, _ in loaded.symbols}
+    settings = engine_settings(matching)
+    setup = BacktestSetup(
+        instruments=instruments,
+        table=table,
+        strategy=strategy,
+        settings=settings,
+        order_latency=order_latency,
+        spot_balances=dict(config.backtest.spot_balances) if Market.SPOT in markets else {},
+        futures_balances=dict(config.backtest.futures_balances) if Market.FUTURES in markets else {},
+        bar_symbols=bar_symbols,
+        equity_interval_ns=interval_ns,
+    )
+    params: dict[str, Any] = {
+        "strategy": request.strategy,
+        "strategy_class": f"{type(strategy).__module__}:{type(strategy).__name__}",
+        "strategy_params": {k: str(v) for k, v in strategy.params.items()},
+        "symbols": sorted(f"{m.value}:{s}" for (m, s) in loaded.symbols),
+        "bar_mode": sorted(f"{m.value}:{s}" for (m, s) in bar_symbols),
+        "from_ns": request.start_ns,
+        "to_ns": request.end_ns,
+        "seed": seed,
+        "feed_latency": "none (bars)"
+        if bars_only
+        else ("recorded" if feed.model == "recorded" else build_latency(feed, seed, "feed").describe()),
+        "order_latency": order_latency.describe(),
+        "queue_model": f"{settings.queue_model} (n={settings.queue_power})",
+        "fees": settings.fees.describe(),
+        "spot_balances": {k: str(v) for k, v in setup.spot_balances.items()},
+        "futures_balances": {k: str(v) for k, v in setup.futures_balances.items()},
+        "rows": len(table),
+        "book_gaps": table.gaps,
+        "config": masked_dict(config),
+    }
+    return PreparedRun(setup, files, params)
