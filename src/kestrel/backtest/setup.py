@@ -8,14 +8,10 @@ the same request always builds the same run.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from kestrel.backtest.data import (
     EXCHANGE_INFO_FILES,
@@ -31,27 +27,19 @@ from kestrel.backtest.data import (
 )
 from kestrel.backtest.driver import BacktestSetup
 from kestrel.config.loading import masked_dict
-from kestrel.config.models import KestrelConfig, LatencyConfig, MatchingConfig
+from kestrel.config.models import KestrelConfig
 from kestrel.config.paths import shared_data_dir
-from kestrel.core.enums import MarginType, Market
+from kestrel.core.enums import Market
 from kestrel.core.errors import ConfigurationError, DataError
 from kestrel.core.events import Kline, MarketEvent
 from kestrel.core.instrument import Instrument
-from kestrel.matching.engine import EngineSettings
-from kestrel.matching.fees import FeeRates, FeeSchedule
 from kestrel.matching.latency import (
     ConstantLatency,
-    EmpiricalLatency,
-    LatencyModel,
-    LogNormalLatency,
-    NormalLatency,
     OrderLatency,
-    read_measured,
 )
-from kestrel.matching.margin import BracketRegistry
 from kestrel.matching.rows import TableBuilder
-from kestrel.strategy.base import Strategy
-from kestrel.strategy.examples import EXAMPLES
+from kestrel.matching.settings import build_latency, engine_settings
+from kestrel.strategy.loading import load_strategy
 
 RAW_SUFFIXES = (".gz", ".dat")
 
@@ -74,63 +62,6 @@ class PreparedRun:
     setup: BacktestSetup
     data_files: list[Path]
     params: dict[str, Any]
-
-
-def load_strategy(spec: str, params: Mapping[str, str]) -> Strategy:
-    """A shipped example by name, or any `module:Class` deriving from Strategy."""
-    target = EXAMPLES.get(spec, spec)
-    module_name, _, class_name = target.partition(":")
-    if not class_name:
-        raise ConfigurationError(f"unknown strategy {spec!r}: use one of {', '.join(sorted(EXAMPLES))} or module:Class")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"strategy {spec!r}: cannot import {module_name} ({exc})") from None
-    cls = getattr(module, class_name, None)
-    if not isinstance(cls, type) or not issubclass(cls, Strategy):
-        raise ConfigurationError(f"strategy {spec!r}: {class_name} is not a kestrel Strategy class")
-    return cls(dict(params))
-
-
-def stream_seed(seed: int, stream: str) -> int:
-    """An independent seed per random stream, derived from the run's seed and the stream's name."""
-    key = int.from_bytes(hashlib.sha256(stream.encode()).digest()[:4], "big")
-    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
-
-
-def build_latency(config: LatencyConfig, seed: int, stream: str, side: int = 0) -> LatencyModel:
-    """A latency model from configuration; `side` picks the entry (0) or response (1) column of a
-    measured file."""
-    if config.model == "constant":
-        return ConstantLatency(round(config.constant_ms * 1_000_000))
-    if config.model == "lognormal":
-        return LogNormalLatency(config.median_ms, config.sigma, stream_seed(seed, stream), config.min_ms)
-    if config.model == "normal":
-        return NormalLatency(config.mean_ms, config.std_ms, stream_seed(seed, stream), config.min_ms)
-    if config.model == "measured":
-        if config.samples_file is None:
-            raise ConfigurationError(f"{stream}: the measured latency model needs samples_file")
-        samples = read_measured(config.samples_file)[side]
-        return EmpiricalLatency(samples, stream_seed(seed, stream), f"measured {config.samples_file.name}")
-    raise ConfigurationError(f"{stream}: latency model {config.model!r} applies to the feed only")
-
-
-def engine_settings(config: MatchingConfig) -> EngineSettings:
-    overrides = {market: FeeRates(rates.maker, rates.taker) for market, rates in config.fee_overrides.items()}
-    brackets = (
-        BracketRegistry.from_file(config.leverage_brackets_file) if config.leverage_brackets_file else BracketRegistry()
-    )
-    return EngineSettings(
-        fees=FeeSchedule(config.spot_fee_tier, config.futures_fee_tier, overrides),
-        brackets=brackets,
-        queue_model=config.queue_model,
-        queue_power=config.queue_power,
-        book_window_ticks=config.book_window_ticks,
-        default_leverage=config.default_leverage,
-        default_margin_type=MarginType(config.default_margin_type),
-        liquidation_fee_rate=config.liquidation_fee_rate,
-        bar_market_reserve=config.bar_market_reserve,
-    )
 
 
 def _exchange_info(market: Market, given: Mapping[Market, Path]) -> Path:
