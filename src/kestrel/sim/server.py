@@ -42,6 +42,7 @@ from kestrel.sim.ws import WsSite, add_stream_routes, housekeeping
 log = get_logger(__name__)
 
 _IDLE_SLEEP_S = 0.05
+_MIN_SLEEP_S = 0.001
 _FAST_BACKLOG_FRAMES = 5_000  # speed 0: pause while a client has this many frames queued
 _EVENTS_PER_TURN = 2_000  # market events per pump turn before yielding to the loop
 
@@ -200,7 +201,8 @@ class MarketSimulator:
             next_delayed = hub.next_delayed_s()
             if next_delayed is not None:
                 wait_s = min(wait_s, next_delayed - timeline.monotonic_s())
-            await asyncio.sleep(min(max(wait_s, 0.0), _IDLE_SLEEP_S))
+            # never below the loop's 1 ms timer resolution: shorter sleeps would spin the pump
+            await asyncio.sleep(min(max(wait_s, _MIN_SLEEP_S), _IDLE_SLEEP_S))
 
     async def _fault_schedule(self) -> None:
         """The periodic connection faults of the plan (disconnects, stalls, shutdown notices)."""
