@@ -78,7 +78,9 @@ class SimulatorOptions(_Frozen):
     port: int = Field(0, ge=0, le=65533, description="REST port; WS = port+1, futures WS = port+2; 0 = free ports")
     start_time_ms: int | None = Field(None, ge=0, description="Exchange time at start (default: now)")
     data_dir: Path | None = Field(None, description="Shared Binance data folder (default: ../shared/data/binance)")
-    book_history_updates: int = Field(20_000, ge=100, description="Undo log length per book (book_at reach)")
+    book_history_updates: int = Field(
+        8192, ge=100, le=1_000_000, description="Changes kept per book: how far back book_at can rebuild"
+    )
 
     @field_validator("symbols")
     @classmethod

@@ -277,7 +277,7 @@ class ReplayMarket:
             return self.timeline.now_ns() + 10 * NANOS_PER_MILLI  # poll for the first subscriber
         return self.frames[self._position].ts_ns
 
-    def advance(self, until_ns: int) -> int:
+    def advance(self, until_ns: int, max_events: int = 1 << 62) -> int:
         if not self._started:
             if not any(self.subscribed(market) for market in self.options.markets):
                 return 0
@@ -286,7 +286,8 @@ class ReplayMarket:
             until_ns = self.frames[self._position].ts_ns
         fast = self.timeline.as_fast_as_possible
         frames, position, processed = self.frames, self._position, 0
-        while position < len(frames) and (frames[position].ts_ns <= until_ns or fast):
+        limit = min(max_events, _FAST_BATCH) if fast else max_events
+        while position < len(frames) and (frames[position].ts_ns <= until_ns or fast) and processed < limit:
             frame = frames[position]
             position += 1
             processed += 1
@@ -297,8 +298,6 @@ class ReplayMarket:
             self.publish(frame.market, frame.stream, frame.kind, frame.symbol, frame.payload)
             if fast:
                 self.timeline.set_position(frame.ts_ns)
-                if processed >= _FAST_BATCH:
-                    break
         self._position = position
         return processed
 

@@ -42,7 +42,9 @@ from kestrel.sim.ws import WsSite, add_stream_routes, housekeeping
 log = get_logger(__name__)
 
 _IDLE_SLEEP_S = 0.05
+_MIN_SLEEP_S = 0.001
 _FAST_BACKLOG_FRAMES = 5_000  # speed 0: pause while a client has this many frames queued
+_EVENTS_PER_TURN = 2_000  # market events per pump turn before yielding to the loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,24 +175,34 @@ class MarketSimulator:
         self._runners = []
 
     async def _pump(self) -> None:
-        source, hub, timeline = self.source, self.hub, self.timeline
+        """Advance the source with the clock, a bounded number of events per turn so the loop (client
+        I/O, control messages, signals) never waits long; an overloaded generator falls behind (and
+        says so in the stats) instead of freezing the server."""
+        source, hub, timeline, stats = self.source, self.hub, self.timeline, self.stats_data
         while True:
             if timeline.as_fast_as_possible:
                 if hub.backlog() > _FAST_BACKLOG_FRAMES:
                     await asyncio.sleep(0.001)  # as fast as the clients take it, not faster
                     continue
-                processed = source.advance(timeline.now_ns())
+                processed = source.advance(timeline.now_ns(), _EVENTS_PER_TURN)
                 hub.flush_delayed(timeline.monotonic_s())
                 await asyncio.sleep(0 if processed else 0.005)
                 continue
-            source.advance(timeline.now_ns())
+            now_ns = timeline.now_ns()
+            source.advance(now_ns, _EVENTS_PER_TURN)
             hub.flush_delayed(timeline.monotonic_s())
             next_ns = source.next_event_ns()
+            if next_ns is not None and next_ns < now_ns:
+                behind_ms = (now_ns - next_ns) // NANOS_PER_MILLI
+                stats.max_behind_ms = max(stats.max_behind_ms, behind_ms)
+                await asyncio.sleep(0)
+                continue
             wait_s = _IDLE_SLEEP_S if next_ns is None else timeline.seconds_until(next_ns)
             next_delayed = hub.next_delayed_s()
             if next_delayed is not None:
                 wait_s = min(wait_s, next_delayed - timeline.monotonic_s())
-            await asyncio.sleep(min(max(wait_s, 0.0), _IDLE_SLEEP_S))
+            # never below the loop's 1 ms timer resolution: shorter sleeps would spin the pump
+            await asyncio.sleep(min(max(wait_s, _MIN_SLEEP_S), _IDLE_SLEEP_S))
 
     async def _fault_schedule(self) -> None:
         """The periodic connection faults of the plan (disconnects, stalls, shutdown notices)."""

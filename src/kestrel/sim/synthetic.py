@@ -132,7 +132,7 @@ class SyntheticMarket:
         rates: RateModel,
         publish: Publish,
         subscribed: Subscribed,
-        history_limit: int = 20_000,
+        history_limit: int = 8192,
         kline_history_minutes: int = 1500,
     ) -> None:
         self.seed = seed
@@ -198,11 +198,11 @@ class SyntheticMarket:
     def next_event_ns(self) -> int | None:
         return self._heap[0][0] if self._heap else None
 
-    def advance(self, until_ns: int) -> int:
-        """Process every event up to `until_ns`; returns how many were processed."""
+    def advance(self, until_ns: int, max_events: int = 1 << 62) -> int:
+        """Process the events up to `until_ns` (at most `max_events`); returns how many were processed."""
         heap = self._heap
         processed = 0
-        while heap and heap[0][0] <= until_ns:
+        while heap and heap[0][0] <= until_ns and processed < max_events:
             time_ns, _, kind, index = heapq.heappop(heap)
             self.now_ns = time_ns
             processed += 1

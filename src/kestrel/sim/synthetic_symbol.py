@@ -65,7 +65,7 @@ class SyntheticSymbol:
         self.update_id = rng.randrange(10**9, 9 * 10**9)
         self.trade_id = rng.randrange(10**8, 9 * 10**8)
         self.agg_id = rng.randrange(10**8, 9 * 10**8)
-        self.recent_agg_trades: deque[AggTradeRecord] = deque(maxlen=5000)
+        self.recent_agg_trades: deque[AggTradeRecord] = deque(maxlen=1000)  # REST aggTrades: limit ≤ 1000
         self.mid_ticks, self.level_lots = self._initial_scale(seed)
         self._build_initial_book(rates.levels_per_side, seed)
         self.last_top = self.top()
