@@ -18,6 +18,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from kestrel import __version__
+from kestrel.commands import backtest
 from kestrel.commands import data as data_commands
 from kestrel.commands import features as features_commands
 from kestrel.commands import ingest as ingest_commands
@@ -50,6 +51,7 @@ app.add_typer(features_commands.app, name="features")
 app.add_typer(labels_commands.app, name="labels")
 app.command("train")(research_commands.train_command)
 app.add_typer(research_commands.models_app, name="models")
+app.command("backtest")(backtest.backtest_command)
 
 ConfigFile = Annotated[Path, typer.Argument(help="YAML configuration file", show_default=False)]
 

@@ -150,6 +150,7 @@ def test_train_cli_and_bad_input(tmp_path: Path, shared_data: Path, capsys: pyte
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the budget is asserted below; the harness timeout only guards against hangs
 def test_example_trains_end_to_end_in_under_five_minutes(tmp_path: Path, shared_data: Path) -> None:
     overrides = {"storage": {"data_dir": str(tmp_path / "data")}, "model": {"registry_dir": str(tmp_path / "models")}}
     config = load_config(EXAMPLE, overrides=overrides, env_file=None)

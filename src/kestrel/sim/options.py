@@ -63,7 +63,7 @@ class ProtocolLimits(_Frozen):
 class SimulatorOptions(_Frozen):
     markets: tuple[Market, ...] = Field((Market.FUTURES, Market.SPOT), min_length=1)
     symbols: int | list[str] = Field(20, description="A count (real symbols first, then generated) or names")
-    source: Literal["synthetic"] = "synthetic"
+    source: Literal["synthetic", "replay"] = "synthetic"
     replay_files: list[Path] = Field(default_factory=list, description="Raw recordings to replay")
     replay_start: Literal["immediately", "first_subscription"] = Field(
         "first_subscription", description="Replay: start at once, or when the first client subscribes"
@@ -94,6 +94,8 @@ class SimulatorOptions(_Frozen):
 
     @model_validator(mode="after")
     def _source(self) -> SimulatorOptions:
+        if self.source == "replay" and not self.replay_files:
+            raise ValueError("replay needs at least one recording file")
         if self.source == "synthetic" and self.speed == 0:
             raise ValueError("speed 0 (as fast as possible) is for replay; the synthetic market runs in real time")
         return self

@@ -42,6 +42,7 @@ from kestrel.sim.ws import WsSite, add_stream_routes, housekeeping
 log = get_logger(__name__)
 
 _IDLE_SLEEP_S = 0.05
+_FAST_BACKLOG_FRAMES = 5_000  # speed 0: pause while a client has this many frames queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class MarketSimulator:
     def __init__(self, options: SimulatorOptions | None = None) -> None:
         self.options = options or SimulatorOptions()
         self.stats_data = SimulatorStats()
-        self.timeline = Timeline(speed=self.options.speed if self.options.speed > 0 else 1.0)
+        self.timeline = Timeline(speed=self.options.speed)
         self._injector = FaultInjector(self.options.faults, self.options.seed)
         self.hub = StreamHub(self.stats_data, self._injector, self.timeline)
         self.source: MarketSource = self._build_source()
@@ -79,6 +80,12 @@ class MarketSimulator:
 
     def _build_source(self) -> MarketSource:
         options = self.options
+        if options.source == "replay":
+            from kestrel.sim.replay import ReplayMarket
+
+            return ReplayMarket(
+                options, self.hub.publish, self.hub.subscribed_streams, self.timeline, self._data_dir(required=False)
+            )
         data_dir = self._data_dir(required=True)
         assert data_dir is not None
         catalogs = {market: ExchangeInfoCatalog.load(market, data_dir / "exchange_info") for market in options.markets}
@@ -114,7 +121,8 @@ class MarketSimulator:
     async def start(self) -> None:
         options = self.options
         origin_ns = options.start_time_ms * NANOS_PER_MILLI if options.start_time_ms is not None else None
-        self.timeline.start(origin_ns)
+        self.timeline.start(self.source.origin_ns() or origin_ns)
+        self.timeline.offset_ns = self.source.exchange_offset_ns()
         self.set_clock_skew_ms(options.faults.clock_skew_ms)
         self.source.start(self.timeline.now_ns())
         for market in options.markets:
@@ -167,6 +175,14 @@ class MarketSimulator:
     async def _pump(self) -> None:
         source, hub, timeline = self.source, self.hub, self.timeline
         while True:
+            if timeline.as_fast_as_possible:
+                if hub.backlog() > _FAST_BACKLOG_FRAMES:
+                    await asyncio.sleep(0.001)  # as fast as the clients take it, not faster
+                    continue
+                processed = source.advance(timeline.now_ns())
+                hub.flush_delayed(timeline.monotonic_s())
+                await asyncio.sleep(0 if processed else 0.005)
+                continue
             source.advance(timeline.now_ns())
             hub.flush_delayed(timeline.monotonic_s())
             next_ns = source.next_event_ns()
@@ -218,6 +234,17 @@ class MarketSimulator:
             "spot": {"rest_url": self.rest_url, "ws_url": self.ws_url},
             "futures": {"rest_url": self.rest_url, "ws_url": self.futures_ws_url},
         }
+
+    def replay_finished(self) -> bool:
+        """A replay has sent its last frame (always False for the synthetic market)."""
+        return self.source.finished()
+
+    async def wait_replay_finished(self, timeout_s: float = 60.0) -> None:
+        deadline = self.timeline.monotonic_s() + timeout_s
+        while not self.source.finished():
+            if self.timeline.monotonic_s() > deadline:
+                raise TimeoutError("the replay did not finish in time")
+            await asyncio.sleep(0.01)
 
     def symbols(self, market: Market) -> list[str]:
         return [spec.symbol for spec in self.source.specs(market)]

@@ -152,11 +152,22 @@ class SyntheticMarket:
                 self.by_key[(market, spec.symbol)] = channel
         self.markets = tuple(specs)
         self._heap: list[tuple[int, int, int, int]] = []
+        speeds = {speed for market in self.markets for speed in DEPTH_SPEEDS_MS[market] if speed > 0}
+        self._dirty: dict[int, list[tuple[SymbolChannel, DepthAccumulator]]] = {speed: [] for speed in speeds}
         self._sequence = itertools.count()
         self.now_ns = 0
         self.last_event_ns: dict[tuple[Market, str], int] = {}
 
     # ---- timeline -----------------------------------------------------------------------------
+    def origin_ns(self) -> int | None:
+        return None
+
+    def exchange_offset_ns(self) -> int:
+        return 0
+
+    def finished(self) -> bool:
+        return False
+
     def start(self, origin_ns: int) -> None:
         """Schedule every symbol's first events and the market timers from `origin_ns`."""
         self.now_ns = origin_ns
@@ -232,6 +243,7 @@ class SyntheticMarket:
         for accumulator in channel.depth:
             if not accumulator.changes:
                 accumulator.first_id = first_id
+                self._dirty[accumulator.speed_ms].append((channel, accumulator))
             pending = accumulator.changes
             for is_bid, price, quantity, _ in changes:
                 pending[(is_bid, price)] = quantity
@@ -299,29 +311,29 @@ class SyntheticMarket:
         return render
 
     def _flush(self, speed_ms: int, time_ns: int) -> None:
+        """Diff-depth messages of every stream of this speed that changed since its last message
+        (in the order the streams first changed: deterministic)."""
         event_ms = self._ms(time_ns)
-        for channel in self.channels:
-            for accumulator in channel.depth:
-                if accumulator.speed_ms != speed_ms or not accumulator.changes:
-                    continue
-                spec = channel.spec
-                first_id, final_id = accumulator.first_id, accumulator.final_id
-                previous, changes = accumulator.previous_final_id, accumulator.changes
-                transaction_ms = self._ms(accumulator.last_change_ns)
-                accumulator.changes = {}
-                accumulator.previous_final_id = final_id
+        dirty, self._dirty[speed_ms] = self._dirty[speed_ms], []
+        for channel, accumulator in dirty:
+            spec = channel.spec
+            first_id, final_id = accumulator.first_id, accumulator.final_id
+            previous, changes = accumulator.previous_final_id, accumulator.changes
+            transaction_ms = self._ms(accumulator.last_change_ns)
+            accumulator.changes = {}
+            accumulator.previous_final_id = final_id
 
-                def render(
-                    spec: SymbolSpec = spec,
-                    first_id: int = first_id,
-                    final_id: int = final_id,
-                    previous: int = previous,
-                    changes: dict[tuple[bool, int], int] = changes,
-                    transaction_ms: int = transaction_ms,
-                ) -> bytes:
-                    return wire.depth_update(spec, first_id, final_id, previous, changes, event_ms, transaction_ms)
+            def render(
+                spec: SymbolSpec = spec,
+                first_id: int = first_id,
+                final_id: int = final_id,
+                previous: int = previous,
+                changes: dict[tuple[bool, int], int] = changes,
+                transaction_ms: int = transaction_ms,
+            ) -> bytes:
+                return wire.depth_update(spec, first_id, final_id, previous, changes, event_ms, transaction_ms)
 
-                self.publish(spec.market, accumulator.name, StreamKind.DEPTH, spec.symbol, render)
+            self.publish(spec.market, accumulator.name, StreamKind.DEPTH, spec.symbol, render)
 
     def _kline_streams(self, market: Market, time_ns: int) -> None:
         """Current-bar updates of every subscribed kline stream; a bucket's final bar (`x: true`)
