@@ -14,10 +14,8 @@ import pytest
 from kestrel.core.bus import MessageBus
 from kestrel.core.enums import Market
 from kestrel.core.events import AggregateTrade, DepthSnapshot, DepthUpdate, MarketEvent, QualityFlag
-from tests.marketdata.simulated import feed_config, running_feed, same_top, sim_book, simulator, until
-
-pytest.importorskip("kestrel.sim", reason="the simulator (kestrel.sim) has not landed on this branch yet")
 from kestrel.sim import FaultPlan
+from tests.marketdata.simulated import feed_config, running_feed, same_top, sim_book, simulator, until
 
 ID_STREAMS = ["depth", "bookTicker", "aggTrade", "trade"]  # faults on these are observable by ids
 
