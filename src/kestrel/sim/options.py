@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kestrel.core.enums import Market
 from kestrel.sim.faults import FaultPlan
+from kestrel.sim.trading.options import TradingOptions
 
 
 class _Frozen(BaseModel):
@@ -79,6 +80,7 @@ class SimulatorOptions(_Frozen):
     start_time_ms: int | None = Field(None, ge=0, description="Exchange time at start (default: now)")
     data_dir: Path | None = Field(None, description="Shared Binance data folder (default: ../shared/data/binance)")
     book_history_updates: int = Field(20_000, ge=100, description="Undo log length per book (book_at reach)")
+    trading: TradingOptions = Field(default_factory=TradingOptions, description="The trading API and its accounts")
 
     @field_validator("symbols")
     @classmethod
