@@ -34,7 +34,7 @@ from kestrel.sim.klines import Bar, KlineSeries, bucket_open
 from kestrel.sim.options import RateModel
 from kestrel.sim.state import UnknownSymbol
 from kestrel.sim.streams import DEPTH_SPEEDS_MS, StreamKind, parse_stream
-from kestrel.sim.synthetic_symbol import AggTradeRecord, Change, SyntheticSymbol
+from kestrel.sim.synthetic_symbol import AggTradeRecord, Change, SyntheticSymbol, TradeRecord
 
 
 class Publish(Protocol):
@@ -50,6 +50,18 @@ class Publish(Protocol):
 
 
 Subscribed = Callable[[Market], set[str]]
+
+
+class MarketObserver(Protocol):
+    """Sees every book change, trade and mark update as it happens (the trading half feeds its
+    matching engine from these, so orders meet the book the streams show)."""
+
+    def on_book(self, spec: SymbolSpec, changes: list[Change], time_ns: int) -> None: ...
+
+    def on_trades(self, spec: SymbolSpec, trades: list[TradeRecord], time_ns: int) -> None: ...
+
+    def on_mark(self, spec: SymbolSpec, mark: MarkState, time_ns: int) -> None: ...
+
 
 NANOS_PER_MILLI = 1_000_000
 FUNDING_INTERVAL_MS = 8 * 3_600_000
@@ -157,6 +169,7 @@ class SyntheticMarket:
         self._sequence = itertools.count()
         self.now_ns = 0
         self.last_event_ns: dict[tuple[Market, str], int] = {}
+        self.observers: list[MarketObserver] = []
 
     # ---- timeline -----------------------------------------------------------------------------
     def origin_ns(self) -> int | None:
@@ -235,6 +248,8 @@ class SyntheticMarket:
         if not changes:
             return
         spec = channel.spec
+        for observer in self.observers:
+            observer.on_book(spec, changes, time_ns)
         market = spec.market
         first_id = changes[0][3]
         final_id = changes[-1][3]
@@ -291,6 +306,8 @@ class SyntheticMarket:
             self.publish(
                 market, channel.agg_trade, StreamKind.AGG_TRADE, spec.symbol, self._agg_payload(spec, aggregate)
             )
+        for observer in self.observers:
+            observer.on_trades(spec, trades, time_ns)
         self._after_changes(channel, changes, time_ns)
 
     def _agg_payload(self, spec: SymbolSpec, record: AggTradeRecord) -> Callable[[], bytes]:
@@ -420,6 +437,8 @@ class SyntheticMarket:
             if time_ns // NANOS_PER_MILLI >= mark.next_funding_ms:
                 mark.history.append((mark.next_funding_ms, round(mark.funding_rate, 8), mark.mark_ticks))
                 mark.next_funding_ms += FUNDING_INTERVAL_MS
+            for observer in self.observers:
+                observer.on_mark(channel.spec, mark, time_ns)
             fields = self._mark_fields(channel, mark, event_ms)
             updates_1s.append(fields)
             payload = orjson.dumps(fields)
