@@ -22,8 +22,13 @@ SPOT = Market.SPOT
 STEP = Decimal("0.00001")
 
 
+# enough quote to sweep a whole synthetic level, whatever its size
+RICH = Decimal(10**12)
+RICH_TRADING = {"default_spot_balances": {"USDT": RICH, "BTC": Decimal(1)}}
+
+
 async def test_market_buy_fills_at_the_book_and_reports_it(make_trading_sim: SimFactory) -> None:
-    async with make_trading_sim(rates=QUIET, markets=(SPOT,)) as sim, client(sim) as c:
+    async with make_trading_sim(rates=QUIET, markets=(SPOT,), trading=dict(RICH_TRADING)) as sim, client(sim) as c:
         book = sim.book(SPOT, "BTCUSDT", limit=5)
         (ask1, size1), (ask2, _) = book.asks[0], book.asks[1]
         quantity = size1 + quantity_for(Decimal(10), ask2, STEP)  # sweeps the first level into the second
@@ -53,7 +58,7 @@ async def test_market_buy_fills_at_the_book_and_reports_it(make_trading_sim: Sim
         balances = {b["asset"]: Decimal(b["free"]) for b in account["balances"]}
         fee = sum((qty * Decimal("0.001") for _, qty in fills), start=Decimal(0))
         assert balances["BTC"] == 1 + quantity - fee
-        assert balances["USDT"] == 100_000 - quote
+        assert balances["USDT"] == RICH - quote
         assert {b["a"]: Decimal(b["f"]) for b in position["B"]}["USDT"] <= balances["USDT"] + quote
 
 
@@ -140,7 +145,7 @@ async def test_spot_refusals_carry_the_exchange_codes(make_trading_sim: SimFacto
 
 
 async def test_ioc_and_fok_expire_what_the_book_cannot_fill(make_trading_sim: SimFactory) -> None:
-    async with make_trading_sim(rates=QUIET, markets=(SPOT,)) as sim, client(sim) as c:
+    async with make_trading_sim(rates=QUIET, markets=(SPOT,), trading=dict(RICH_TRADING)) as sim, client(sim) as c:
         book = sim.book(SPOT, "BTCUSDT", limit=2)
         ask1, size1 = book.asks[0]
         ask2 = book.asks[1][0]
