@@ -236,7 +236,7 @@ class MarketDataFeed:
     def _on_event(self, event: MarketEvent, feed: MarketFeed, rotating: bool = False) -> None:
         market, symbol = event.market, event.symbol
         slot = self._slots.get((market, symbol)) or self._slot(market, symbol)
-        event, flags = self.sequencer.process(event)
+        event, flags = self.sequencer.process_for(slot.sequence, event)
         quality = slot.quality
         quality.messages += 1
         if flags & _DUPLICATE and rotating:
