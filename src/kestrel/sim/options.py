@@ -32,6 +32,8 @@ class RateModel(_Frozen):
     book_events_per_s_min: float = Field(2.0, gt=0, description="Floor for the least active symbols")
     trades_per_s_major: float = Field(8.0, ge=0, description="Taker orders per second of the top symbol")
     trades_per_s_min: float = Field(0.2, ge=0, description="Floor for the least active symbols")
+    liquidations_per_s_major: float = Field(0.05, ge=0, description="USD-M forced orders per second, top symbol")
+    liquidations_per_s_min: float = Field(0.002, ge=0, description="Floor for the least active symbols")
     activity_exponent: float = Field(0.5, ge=0, le=3, description="How fast activity falls with rank")
     scale: float = Field(1.0, gt=0, le=1000, description="Multiplies every rate (load tests)")
     levels_per_side: int = Field(200, ge=5, le=5000, description="Initial book depth per side")

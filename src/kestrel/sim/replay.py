@@ -366,6 +366,10 @@ class ReplayMarket:
                 )
         return rows
 
+    def open_interest(self, symbol: str) -> dict[str, object]:
+        self._book(Market.FUTURES, symbol)
+        raise BookUnavailable("open interest is not in the recording")
+
     def funding_rates(self, symbol: str | None) -> list[dict[str, object]]:
         if symbol is not None:
             self._book(Market.FUTURES, symbol)
