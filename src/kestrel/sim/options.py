@@ -67,8 +67,15 @@ class SimulatorOptions(_Frozen):
     symbols: int | list[str] = Field(20, description="A count (real symbols first, then generated) or names")
     source: Literal["synthetic", "replay"] = "synthetic"
     replay_files: list[Path] = Field(default_factory=list, description="Raw recordings to replay")
-    replay_start: Literal["immediately", "first_subscription"] = Field(
-        "first_subscription", description="Replay: start at once, or when the first client subscribes"
+    replay_start: Literal["immediately", "first_subscription", "all_depth_subscribed"] = Field(
+        "first_subscription",
+        description="Replay: start at once, when the first client subscribes, or when every recorded "
+        "diff-depth stream has a subscriber (a sharded client is fully connected)",
+    )
+    replay_full_depth_snapshots: bool = Field(
+        False,
+        description="Replay: serve every level of the replayed book whatever the `limit` (a client that syncs "
+        "after the recorded snapshot then still ends with exactly the raw file's book)",
     )
     speed: float = Field(1.0, ge=0, le=10_000, description="Timeline speed; 0 = replay as fast as possible")
     seed: int = 42
