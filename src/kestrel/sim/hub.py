@@ -34,6 +34,8 @@ log = get_logger(__name__)
 
 Payload = bytes | Callable[[], bytes]
 _connection_ids = itertools.count(1)
+SLOW_CONSUMER = "slow consumer"
+RATE_LIMIT = "rate limit"
 
 
 class Connection:
@@ -75,7 +77,7 @@ class Connection:
         if len(outbox) == 1:
             self.wake.set()
         elif len(outbox) > self.max_outbox:
-            self.request_close("slow consumer")
+            self.request_close(SLOW_CONSUMER)
 
     def request_close(self, reason: str) -> None:
         """Mark for closing; the writer task does the close (we may be inside a publish loop)."""
@@ -104,7 +106,7 @@ class Connection:
                 break
             self.frames_sent += len(batch)
         if not ws.closed:
-            code = WSCloseCode.POLICY_VIOLATION if self.close_reason in ("rate limit", "slow consumer") else None
+            code = WSCloseCode.POLICY_VIOLATION if self.close_reason in (RATE_LIMIT, SLOW_CONSUMER) else None
             await ws.close(code=code or WSCloseCode.OK, message=self.close_reason.encode()[:120])
 
 

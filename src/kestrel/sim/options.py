@@ -33,6 +33,8 @@ class RateModel(_Frozen):
     book_events_per_s_min: float = Field(2.0, gt=0, description="Floor for the least active symbols")
     trades_per_s_major: float = Field(8.0, ge=0, description="Taker orders per second of the top symbol")
     trades_per_s_min: float = Field(0.2, ge=0, description="Floor for the least active symbols")
+    liquidations_per_s_major: float = Field(0.05, ge=0, description="USD-M forced orders per second, top symbol")
+    liquidations_per_s_min: float = Field(0.002, ge=0, description="Floor for the least active symbols")
     activity_exponent: float = Field(0.5, ge=0, le=3, description="How fast activity falls with rank")
     scale: float = Field(1.0, gt=0, le=1000, description="Multiplies every rate (load tests)")
     levels_per_side: int = Field(200, ge=5, le=5000, description="Initial book depth per side")
@@ -66,8 +68,15 @@ class SimulatorOptions(_Frozen):
     symbols: int | list[str] = Field(20, description="A count (real symbols first, then generated) or names")
     source: Literal["synthetic", "replay"] = "synthetic"
     replay_files: list[Path] = Field(default_factory=list, description="Raw recordings to replay")
-    replay_start: Literal["immediately", "first_subscription"] = Field(
-        "first_subscription", description="Replay: start at once, or when the first client subscribes"
+    replay_start: Literal["immediately", "first_subscription", "all_depth_subscribed"] = Field(
+        "first_subscription",
+        description="Replay: start at once, when the first client subscribes, or when every recorded "
+        "diff-depth stream has a subscriber (a sharded client is fully connected)",
+    )
+    replay_full_depth_snapshots: bool = Field(
+        False,
+        description="Replay: serve every level of the replayed book whatever the `limit` (a client that syncs "
+        "after the recorded snapshot then still ends with exactly the raw file's book)",
     )
     speed: float = Field(1.0, ge=0, le=10_000, description="Timeline speed; 0 = replay as fast as possible")
     seed: int = 42

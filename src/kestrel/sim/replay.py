@@ -279,7 +279,7 @@ class ReplayMarket:
 
     def advance(self, until_ns: int, max_events: int = 1 << 62) -> int:
         if not self._started:
-            if not any(self.subscribed(market) for market in self.options.markets):
+            if not self._ready_to_start():
                 return 0
             self._started = True
             self.timeline.rebase(self.frames[self._position].ts_ns)
@@ -300,6 +300,11 @@ class ReplayMarket:
                 self.timeline.set_position(frame.ts_ns)
         self._position = position
         return processed
+
+    def _ready_to_start(self) -> bool:
+        if self.options.replay_start == "all_depth_subscribed":
+            return all(name in self.subscribed(market) for (market, _), name in self._depth_names.items())
+        return any(self.subscribed(market) for market in self.options.markets)
 
     def canonical(self, market: Market, name: str) -> str:
         parsed = parse_stream(name, market)
@@ -328,7 +333,10 @@ class ReplayMarket:
 
     def depth_snapshot(self, market: Market, symbol: str, limit: int, stale_ms: int) -> tuple[bytes, bool]:
         stale_before = self.timeline.now_ns() - stale_ms * NANOS_PER_MILLI if stale_ms else None
-        return self._book(market, symbol).body(limit, stale_before)
+        book = self._book(market, symbol)
+        if self.options.replay_full_depth_snapshots and book.synced:
+            limit = max(len(book.book.bids), len(book.book.asks))
+        return book.body(limit, stale_before)
 
     def book_view(self, market: Market, symbol: str, limit: int | None = None) -> BookView:
         return self._book(market, symbol).view(limit)
@@ -365,6 +373,10 @@ class ReplayMarket:
                     }
                 )
         return rows
+
+    def open_interest(self, symbol: str) -> dict[str, object]:
+        self._book(Market.FUTURES, symbol)
+        raise BookUnavailable("open interest is not in the recording")
 
     def funding_rates(self, symbol: str | None) -> list[dict[str, object]]:
         if symbol is not None:

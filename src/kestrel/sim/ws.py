@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 
 from kestrel.core.enums import Market
 from kestrel.core.logs import get_logger
-from kestrel.sim.hub import Connection
+from kestrel.sim.hub import RATE_LIMIT, SLOW_CONSUMER, Connection
 from kestrel.sim.state import SimulatorState
 from kestrel.sim.streams import Route, is_valid_name
 
@@ -186,6 +186,8 @@ async def handle_stream_connection(request: web.Request, state: SimulatorState, 
     finally:
         state.hub.remove(connection)
         connection.request_close(connection.close_reason or "client closed")
+        if connection.close_reason == SLOW_CONSUMER:
+            state.stats.connections.closed_slow_consumer += 1
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, timeout=5.0)
         state.stats.connections.closed += 1
@@ -203,7 +205,7 @@ async def _receive(state: SimulatorState, connection: Connection) -> None:
             return
         if _over_rate(connection, state.timeline.monotonic_s(), rate_limit):
             state.stats.connections.closed_rate_limit += 1
-            connection.request_close("rate limit")
+            connection.request_close(RATE_LIMIT)
             return
         if message.type is WSMsgType.TEXT:
             state.stats.connections.control_messages += 1
