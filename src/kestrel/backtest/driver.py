@@ -243,8 +243,10 @@ class Backtest:
         self._call("on_start", self.strategy.on_start)
         data_done = False
         while True:
-            due = [venue.next_due_ns(), clock.next_timer_ns(), engine.next_scheduled_ns(), next_equity]
-            stop = min([t for t in due if t is not None] + [hard_stop])
+            stop = min(next_equity, hard_stop)
+            for due in (venue.next_due_ns(), clock.next_timer_ns(), engine.next_scheduled_ns()):
+                if due is not None and due < stop:
+                    stop = due
             if data_done and stop >= hard_stop:
                 break
             status = engine.run_until(stop, self.notify_mask) if not data_done else k.STATUS_STOP
@@ -259,7 +261,9 @@ class Backtest:
                 data_done = True
                 continue
             # every row up to `stop` is done: now the things due at `stop`, in a fixed order
-            self._record(engine.advance_time(stop))
+            scheduled = engine.next_scheduled_ns()
+            if scheduled is not None and scheduled <= stop:
+                self._record(engine.advance_time(stop))
             clock.advance_to(max(stop, clock.timestamp_ns()))
             venue.process_due(stop)
             if stop >= next_equity:
