@@ -357,7 +357,7 @@ class EngineBase(ABC):
         else:
             balances = account.futures.balances(assets)
             positions = tuple(
-                account.futures.snapshot(account.futures.positions[s])
+                account.futures.snapshot(account.futures.positions[s], with_liquidation_price=False)
                 for s in symbols
                 if s in account.futures.positions
             )
