@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 from kestrel.core.enums import Market, OrderType, Side
 from kestrel.core.errors import ConfigurationError, InvalidOrderError
-from kestrel.core.instrument import Rounding
 from kestrel.core.events import Kline
+from kestrel.core.instrument import Rounding
 from kestrel.core.venue import ExecutionType, OrderRequest, OrderUpdate
 from kestrel.strategy.base import Strategy
 
