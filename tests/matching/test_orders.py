@@ -113,6 +113,14 @@ def test_futures_fok_is_rejected_unless_fully_fillable() -> None:
     assert last_update(events).order.status is OrderStatus.FILLED
 
 
+def test_spot_fok_is_all_or_nothing() -> None:
+    e = booked()
+    events = e.submit_order("a", limit(Side.BUY, "5", "100.20", TimeInForce.FOK, market=SPOT), 2_000)
+    assert fills(events) == [] and last_update(events).order.status is OrderStatus.EXPIRED
+    events = e.submit_order("a", limit(Side.BUY, "4.5", "100.20", TimeInForce.FOK, market=SPOT), 2_000)
+    assert last_update(events).order.status is OrderStatus.FILLED
+
+
 def test_post_only_that_would_take_is_rejected_with_the_market_s_code() -> None:
     e = booked()
     assert code_of(lambda: e.submit_order("a", limit(Side.BUY, "0.1", "100.1", TimeInForce.GTX), 2_000)) == -5022

@@ -58,12 +58,15 @@ class ReferenceBook:
         self.bids: dict[Decimal, Decimal] = {}
         self.asks: dict[Decimal, Decimal] = {}
         self.update_id: int | None = None
+        self.snapshot_id: int | None = None
+        self.synced = False
         self.gaps = 0
 
     def load_snapshot(self, snapshot: dict[str, Any]) -> None:
         self.bids = {Decimal(p): Decimal(q) for p, q in snapshot["bids"]}
         self.asks = {Decimal(p): Decimal(q) for p, q in snapshot["asks"]}
         self.update_id = snapshot["lastUpdateId"]
+        self.snapshot_id = snapshot["lastUpdateId"]
         self.synced = False
 
     def apply(self, event: dict[str, Any]) -> str:

@@ -58,6 +58,8 @@ def test_serve_prints_urls_serves_and_writes_stats(tmp_path: Path) -> None:
         (["--faults", "missing.yaml"], "missing.yaml"),
         (["--gap-rate", "1.5"], "--gap-rate"),
         (["--source", "moon"], "--source"),
+        (["--source", "replay"], "--replay"),
+        (["--replay", "nope.gz"], "nope.gz"),
         (["--stats-json", "/no/such/dir/stats.json"], "--stats-json"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
@@ -88,3 +90,25 @@ def test_port_in_use_is_one_line() -> None:
         result = kestrel("sim", "serve", "--port", str(port), "--duration", "1", env={**os.environ})
     assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}")
     assert result.returncode == 1
+
+
+def test_replay_serve(shared_data: Path, tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    recording = shared_data / "cryptofeed/BINANCE_FUTURES.ws.1.0.gz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kestrel.cli", "sim", "serve", "--replay", str(recording), "--markets", "futures",
+         "--speed", "0", "--replay-start", "immediately", "--stats-json", str(stats), "--duration", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = json.loads(process.stdout.readline())
+        assert line["source"] == "replay" and line["symbols"] == {"futures": 4}
+        with urllib.request.urlopen(line["rest_url"] + "/fapi/v1/depth?symbol=CTKUSDT&limit=5", timeout=10) as response:
+            assert json.loads(response.read())["lastUpdateId"] > 600_859_600_000
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert json.loads(stats.read_text())["rest"]["snapshots_served"] == 1

@@ -198,7 +198,7 @@ async def test_connection_lifetime_cut(make_sim: SimFactory) -> None:
             while message.type is aiohttp.WSMsgType.TEXT:
                 message = await ws.receive(timeout=5)
             lived = loop.time() - started
-        assert 0.8 < lived < 2.0
+        assert 0.8 < lived < 6.0  # upper bound loose: a loaded machine delays the close
         assert sim.stats()["connections"]["closed_lifetime"] == 1
 
 

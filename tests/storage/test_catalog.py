@@ -54,3 +54,10 @@ def test_info_counts_rows_and_id_gaps_per_market(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="query failed"):
         catalog.query("SELECT * FROM nowhere")
     catalog.close()
+
+
+def test_not_a_recording(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such directory"):
+        Catalog(tmp_path / "missing")
+    with pytest.raises(DataError, match="not a Kestrel recording"):
+        Catalog(tmp_path)

@@ -32,17 +32,37 @@ def _load_plugin(text: str) -> Any:
 
 @app.command("build")
 def build(
-    config: ConfigOption,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration")] = None,
+    raw: Annotated[
+        list[Path] | None,
+        typer.Option("--raw", help="Raw recording(s) for microstructure features (instead of the bars)"),
+    ] = None,
+    sample_ms: Annotated[
+        int, typer.Option("--sample-ms", min=0, help="Microstructure rows every N ms (0 = one per event)")
+    ] = 100,
     out: Annotated[Path | None, typer.Option("--out", help="Folder (default: <data_dir>/features)")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")] = True,
 ) -> None:
-    """Bar features of every configured symbol → Parquet, one file per symbol (batch path)."""
+    """Bar features of every configured symbol, or microstructure features of raw recordings (--raw),
+    → Parquet, one file per symbol (the batch path)."""
+    from kestrel.config.loading import embedded_defaults
+
+    if config is None and not raw:
+        raise ConfigurationError("give --config (bar features) or --raw (microstructure features)")
+    settings = load_config(config) if config is not None else embedded_defaults()
+    root = out if out is not None else settings.storage.data_dir / "features"
+    if raw:
+        _build_micro(settings, raw, sample_ms, root, progress)
+    else:
+        _build_bars(settings, root, progress)
+
+
+def _build_bars(settings: Any, root: Path, progress: bool) -> None:
     from tqdm import tqdm
 
     from kestrel.features.table import bar_spec_from_config, model_feature_table
     from kestrel.research.klines import load_kline_data
 
-    settings = load_config(config)
     data = load_kline_data(settings)
     spec = bar_spec_from_config(settings, data.interval_s)
     table, names = model_feature_table(
@@ -52,13 +72,42 @@ def build(
         settings.feature.normalisation,
         settings.feature.normalisation_window,
     )
-    root = (out if out is not None else settings.storage.data_dir / "features") / f"bars_{data.interval_s}s"
+    folder_root = root / f"bars_{data.interval_s}s"
     for item in tqdm(data.series, desc="features", disable=not progress, leave=False):
-        folder = root / f"symbol={item.symbol}"
+        folder = folder_root / f"symbol={item.symbol}"
         folder.mkdir(parents=True, exist_ok=True)
         part = table.filter(table["symbol"] == item.symbol)
         part.write_parquet(folder / "part-0.parquet", compression="zstd")
         typer.echo(f"{item.symbol}: {part.height} rows × {len(names)} model features → {folder / 'part-0.parquet'}")
+
+
+def _build_micro(settings: Any, paths: list[Path], sample_ms: int, root: Path, progress: bool) -> None:
+    from collections import defaultdict
+
+    from tqdm import tqdm
+
+    from kestrel.features.micro import compute_micro_features, events_table, micro_spec_from_config
+    from kestrel.features.raw_events import frames_to_events
+    from kestrel.replay.raw import merge_by_local_time, read_raw
+
+    spec = micro_spec_from_config(settings.feature)
+    frames = merge_by_local_time([read_raw(path) for path in paths])
+    by_symbol: dict[tuple[Any, str], list[Any]] = defaultdict(list)
+    for event in tqdm(frames_to_events(frames), desc="reading", disable=not progress, leave=False, unit="event"):
+        by_symbol[(event.market, event.symbol)].append(event)
+    if not by_symbol:
+        raise ConfigurationError("the recordings hold no event of a Kestrel market (spot or USD-M)")
+    for (market, symbol), events in tqdm(by_symbol.items(), desc="features", disable=not progress, leave=False):
+        folder = root / "micro" / str(market) / f"symbol={symbol}"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = events_table(events, market)
+        table.write_parquet(folder / "events.parquet", compression="zstd")
+        features = compute_micro_features(table, spec, sample_ms * 1_000_000)
+        features.write_parquet(folder / "features.parquet", compression="zstd")
+        typer.echo(
+            f"{market} {symbol}: {len(events)} events, {features.height} rows × {len(spec.names)} features "
+            f"→ {folder / 'features.parquet'}"
+        )
 
 
 @app.command("check-lookahead")

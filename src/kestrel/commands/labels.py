@@ -49,3 +49,31 @@ def build(
             f"{item.symbol}: {labelled.height} labelled rows (upper barrier first, net of costs: {share:.1%}) "
             f"→ {folder / 'part-0.parquet'}"
         )
+
+
+@app.command("fit-slippage")
+def fit_slippage_command(
+    raw: Annotated[list[str], typer.Option("--raw", help="Raw recording(s) with trades and quotes ('shared:' ok)")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the fitted quantiles here (JSON)")] = None,
+    notional: Annotated[float, typer.Option("--notional", min=1.0, help="Order size to quote (USDT)")] = 200.0,
+) -> None:
+    """Fit slippage quantiles (2.5 / 50 / 97.5 %) from replayed taker orders (R-LB-2)."""
+    import json
+
+    from kestrel.labels.costs import QUANTILES
+    from kestrel.labels.slippage import fit_from_recordings
+
+    fit = fit_from_recordings(raw)
+    typer.echo(
+        f"{fit.model.orders} taker orders; typical near-touch depth {fit.typical_depth_usdt:,.0f} USDT, "
+        f"Kyle's λ {fit.typical_kyle_lambda:.4g} bps per 1M USDT"
+    )
+    for quantile in QUANTILES:
+        a, b, c = fit.model.coefficients[quantile]
+        typer.echo(
+            f"q={quantile:<5} slippage_bps = {a:.4f} + {b:.4g}·participation + {c:.4g}·impact  "
+            f"→ {fit.per_side_bps(quantile, notional):.4f} bps/side at {notional:g} USDT"
+        )
+    if out is not None:
+        out.write_text(json.dumps(fit.to_dict(), indent=2) + "\n")
+        typer.echo(f"wrote {out}")

@@ -86,9 +86,15 @@ def build_options(values: dict[str, Any], faults_file: Path | None, fault_flags:
 def serve(
     symbols: Annotated[str, typer.Option(help="A count (real symbols first) or SYM,SYM,...")] = "20",
     markets: Annotated[str, typer.Option(help="spot, futures or both")] = "futures,spot",
-    source: Annotated[str, typer.Option(help="synthetic")] = "synthetic",
+    source: Annotated[str, typer.Option(help="synthetic, or replay of --replay files")] = "synthetic",
+    replay: Annotated[
+        list[Path] | None, typer.Option("--replay", help="A raw recording to replay (repeat for several)")
+    ] = None,
+    replay_start: Annotated[
+        str, typer.Option(help="Replay: 'first_subscription' (default) or 'immediately'")
+    ] = "first_subscription",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic market and of the faults")] = 42,
-    speed: Annotated[float, typer.Option(min=0.0, help="Timeline speed (1 = real time)")] = 1.0,
+    speed: Annotated[float, typer.Option(min=0.0, help="Timeline speed (1 = real time; replay: 0 = max)")] = 1.0,
     rate_scale: Annotated[float, typer.Option(min=0.0, help="Multiply every synthetic rate")] = 1.0,
     time_scale: Annotated[float, typer.Option(min=0.0, help="Multiply protocol durations (24 h cut, pings)")] = 1.0,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -111,10 +117,24 @@ def serve(
     rest_418_rate: Rate = None,
     clock_skew_ms: Annotated[int | None, typer.Option(show_default=False)] = None,
     stale_snapshot_rate: Rate = None,
+    account: Annotated[list[str] | None, typer.Option(help="Trading account KEY:SECRET or NAME=KEY:SECRET")] = None,
+    balance: Annotated[list[str] | None, typer.Option(help="Starting balance [spot:|futures:]ASSET=AMOUNT")] = None,
+    accounts_file: Annotated[Path | None, typer.Option(help="YAML list of trading accounts")] = None,
+    trading: Annotated[bool, typer.Option(help="Serve the trading API (signed REST, user streams)")] = True,
+    spot_listen_key: Annotated[bool, typer.Option(help="Serve the retired spot listenKey endpoints")] = True,
 ) -> None:
     """Serve the market-data half of the Binance protocol on loopback."""
-    if source != "synthetic":
-        raise ConfigurationError(f"--source: unknown source {source!r} (use synthetic)")
+    if source not in ("synthetic", "replay"):
+        raise ConfigurationError(f"--source: unknown source {source!r} (use synthetic or replay)")
+    if replay and source != "replay":
+        source = "replay"  # --replay FILE implies the replay source
+    if source == "replay" and not replay:
+        raise ConfigurationError("--source replay needs at least one --replay FILE")
+    for path in replay or []:
+        if not path.is_file():
+            raise ConfigurationError(f"--replay: {path}: no such file")
+    if replay_start not in ("first_subscription", "immediately"):
+        raise ConfigurationError(f"--replay-start: unknown value {replay_start!r}")
     if stats_json is not None and not stats_json.parent.exists():
         raise ConfigurationError(f"--stats-json: {stats_json.parent}: no such directory")
     if data_dir is not None and not data_dir.is_dir():
@@ -129,6 +149,8 @@ def serve(
         "symbols": parse_symbols(symbols),
         "markets": parse_markets(markets),
         "source": source,
+        "replay_files": list(replay or []),
+        "replay_start": replay_start,
         "seed": seed,
         "speed": speed,
         "rates": RateModel(scale=rate_scale),
@@ -152,6 +174,10 @@ def serve(
         "clock_skew_ms": clock_skew_ms,
         "stale_snapshot_rate": stale_snapshot_rate,
     }
+    from kestrel.sim.trading.options import trading_options_from_cli
+
+    trading_options = trading_options_from_cli(account or [], balance or [], accounts_file, spot_listen_key)
+    values["trading"] = trading_options.model_copy(update={"enabled": trading})
     options = build_options(values, faults, flags)
     from kestrel.core.logs import configure_logging
 
@@ -186,6 +212,8 @@ async def _serve(options: Any, duration_s: float, stats_json: Path | None) -> No
             "seed": options.seed,
             "symbols": {market.value: len(simulator.symbols(market)) for market in options.markets},
         }
+        if simulator.trading is not None:  # for local use only: these keys open nothing but this simulator
+            line["accounts"] = simulator.trading.credentials_list()
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         if duration_s > 0:

@@ -6,6 +6,7 @@ stores; `config/prod.yaml` points the same code at the real exchange, PostgreSQL
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -349,6 +350,87 @@ class ExecutionConfig(Section):
         return value
 
 
+# ---- matching engine and backtests ---------------------------------------------------------------
+class LatencyConfig(Section):
+    """One latency model (R-BT-2). Every random draw is seeded from the run's seed."""
+
+    model: Literal["constant", "lognormal", "normal", "measured", "recorded"] = Field(
+        "constant",
+        description="constant; lognormal (min_ms + log-normal with median_ms, sigma); normal (mean_ms, std_ms, "
+        "truncated at min_ms); measured (drawn from samples_file); recorded (feed only: the recording's "
+        "receive times, shifted so the smallest delay is 0)",
+    )
+    constant_ms: float = Field(0.0, ge=0, description="Delay of the constant model")
+    median_ms: float = Field(1.0, gt=0, description="Median of the log-normal part")
+    sigma: float = Field(0.5, ge=0, description="Shape of the log-normal part")
+    mean_ms: float = Field(1.0, ge=0, description="Mean of the normal model")
+    std_ms: float = Field(0.5, ge=0, description="Standard deviation of the normal model")
+    min_ms: float = Field(0.0, ge=0, description="Floor added to (log-normal) or imposed on (normal) draws")
+    samples_file: Path | None = Field(
+        None, description="measured: lines of entry_ms,response_ms (or one round-trip value, split in half)"
+    )
+
+
+class FeeRatesConfig(Section):
+    maker: Decimal = Field(description="Maker rate as a fraction (0.0002 = 0.02 %)")
+    taker: Decimal = Field(description="Taker rate as a fraction")
+
+
+class MatchingConfig(Section):
+    """The matching engine shared by backtests, paper trading and the simulator."""
+
+    spot_fee_tier: int = Field(0, ge=0, le=9, description="Spot VIP tier of the published fee schedule")
+    futures_fee_tier: int = Field(0, ge=0, le=9, description="USD-M VIP tier of the published fee schedule")
+    fee_overrides: dict[Market, FeeRatesConfig] = Field({}, description="Rates replacing the tier's, per market")
+    queue_model: Literal["risk_averse", "power", "log"] = Field(
+        "power", description="How cancellations at our price level move our queue position (docs/matching.md)"
+    )
+    queue_power: float = Field(2.0, gt=0, description="Exponent n of the power queue model")
+    feed_latency: LatencyConfig = Field(
+        LatencyConfig(model="constant", constant_ms=5.0), description="Exchange → strategy market data delay"
+    )
+    order_entry_latency: LatencyConfig = Field(
+        LatencyConfig(model="constant", constant_ms=10.0), description="Strategy → exchange order delay"
+    )
+    order_response_latency: LatencyConfig = Field(
+        LatencyConfig(model="constant", constant_ms=10.0), description="Exchange → strategy report delay"
+    )
+    book_window_ticks: int = Field(
+        262_144, ge=1024, description="Ticks of book kept per symbol around the market (deeper levels are ignored)"
+    )
+    default_leverage: int = Field(20, ge=1, le=125, description="USD-M leverage of a symbol until set")
+    default_margin_type: Literal["CROSSED", "ISOLATED"] = Field("CROSSED", description="USD-M margin type until set")
+    leverage_brackets_file: Path | None = Field(
+        None, description="GET /fapi/v1/leverageBracket JSON; built-in BTC/ETH and generic tables otherwise"
+    )
+    liquidation_fee_rate: Decimal = Field(
+        Decimal("0.0125"), ge=0, le=1, description="Liquidation fee when the instrument does not state one"
+    )
+    bar_market_reserve: Decimal = Field(
+        Decimal("0.1"),
+        ge=0,
+        le=10,
+        description="Spot market-like buys that wait (bar mode, stops) lock this much above the reference price",
+    )
+
+
+class BacktestConfig(Section):
+    runs_dir: Path = Field(Path("data/runs"), description="Where `kestrel backtest` writes data/runs/{run_id}/")
+    spot_balances: dict[str, Decimal] = Field(
+        {"USDT": Decimal(10_000)}, description="Starting spot balances (only when the run trades spot)"
+    )
+    futures_balances: dict[str, Decimal] = Field(
+        {"USDT": Decimal(10_000)}, description="Starting USD-M wallet (only when the run trades futures)"
+    )
+    equity_interval_s: float = Field(1.0, gt=0, description="Equity curve sampling interval (at least one bar)")
+    require_snapshot: bool = Field(
+        True, description="Build books only from a REST snapshot (False: from diffs alone when a file has none)"
+    )
+    bar_order_latency_ms: float = Field(
+        0.0, ge=0, description="Order latency on kline data (0: orders sent at a close fill at the next open)"
+    )
+
+
 # ---- api / alerts / logging ----------------------------------------------------------------------
 class ApiConfig(Section):
     host: str = Field("127.0.0.1", description="Bind address of the API gateway")
@@ -413,6 +495,8 @@ class KestrelConfig(BaseSettings):
     position: PositionConfig = PositionConfig()
     risk: RiskConfig = RiskConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    matching: MatchingConfig = MatchingConfig()
+    backtest: BacktestConfig = BacktestConfig()
     api: ApiConfig = ApiConfig()
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()

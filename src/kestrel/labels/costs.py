@@ -7,7 +7,7 @@ run records that it did so.
 
     slippage_bps_q(size) = a_q + b_q · participation + c_q · impact
     participation = order notional / near-touch depth notional on the side the order takes
-    impact        = Kyle's λ (bps per USDT of signed flow) · order notional
+    impact        = Kyle's λ (bps per 1M USDT of signed flow) · order notional / 1M
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ class CostModel:
     slippage_quantile: QuantileName = "p50"
     funding_interval_s: int = 8 * 3600
     slippage_model: SlippageModel | None = field(default=None)
+    default_depth_usdt: float = math.nan  # near-touch depth assumed when none is given (bar labels)
+    default_kyle_lambda: float = 0.0  # bps per 1M USDT, likewise
 
     def __post_init__(self) -> None:
         if min(self.taker_fee_bps, self.maker_fee_bps, self.slippage_bps) < 0:
@@ -122,12 +124,17 @@ class CostModel:
         """Round-trip fee (entry and exit)."""
         return 2.0 * (self.maker_fee_bps if maker else self.taker_fee_bps) * BPS
 
-    def slippage(self, notional: float, depth_usdt: float = math.nan, kyle_lambda: float = 0.0) -> float:
-        """Round-trip slippage for an order of `notional` against `depth_usdt` near the touch."""
+    def slippage(self, notional: float, depth_usdt: float = math.nan, kyle_lambda: float | None = None) -> float:
+        """Round-trip slippage for an order of `notional` against `depth_usdt` near the touch, with
+        Kyle's λ in bps per 1M USDT (the model's defaults where not given)."""
+        if not depth_usdt > 0:
+            depth_usdt = self.default_depth_usdt
         if self.slippage_model is None or not depth_usdt > 0:
             return 2.0 * self.slippage_bps * BPS
+        if kyle_lambda is None:
+            kyle_lambda = self.default_kyle_lambda
         quantile = QUANTILE_BY_NAME[self.slippage_quantile]
-        per_side = self.slippage_model.bps(quantile, notional / depth_usdt, kyle_lambda * notional)
+        per_side = self.slippage_model.bps(quantile, notional / depth_usdt, kyle_lambda * notional / 1e6)
         return 2.0 * per_side * BPS
 
     def funding(self, rate: float, holding_s: float, long: bool = True) -> float:
@@ -145,7 +152,7 @@ class CostModel:
         holding_s: float,
         funding_rate: float = math.nan,
         depth_usdt: float = math.nan,
-        kyle_lambda: float = 0.0,
+        kyle_lambda: float | None = None,
         maker: bool = False,
     ) -> CostBreakdown:
         """C(s,t) for a long held `holding_s`; funding enters as its absolute value (a cost whichever

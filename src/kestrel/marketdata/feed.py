@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from kestrel.binance.book_sync import ResyncReason
 from kestrel.binance.market_rest import MarketDataRest
 from kestrel.binance.schemas.exchange_info import select_tradable_usdt
 from kestrel.binance.sequence import REJECTED_FLAGS
@@ -313,9 +314,14 @@ class MarketDataFeed:
                 self._dirty_books.add((market, symbol))
                 if self.bus is not None:
                     self.bus.publish(slot.topics[type(event)], event)
-            elif sync.wants_snapshot:
-                # older than the buffered diffs (or the buffer broke): ask again once the stream moved on
-                self._request_snapshot((market, symbol), min(backoff.next_delay(), 1.0))
+            else:
+                kind = (
+                    "stale_snapshot" if sync.last_resync_reason is ResyncReason.STALE_SNAPSHOT else "snapshot_unusable"
+                )
+                self.audit.problems.record(kind, self.clock.timestamp_ns(), f"{market.value}:{symbol}")
+                if sync.wants_snapshot:
+                    # older than the buffered diffs (or the buffer broke): ask again once the stream moved on
+                    self._request_snapshot((market, symbol), min(backoff.next_delay(), 1.0))
 
     # ---- periodic work --------------------------------------------------------------------------
     async def _housekeeping(self) -> None:

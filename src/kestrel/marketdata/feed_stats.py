@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from kestrel.marketdata.feed import MarketDataFeed, SymbolSlot
 
 
-def symbol_stats(slot: SymbolSlot) -> dict[str, Any]:
+def symbol_stats(slot: SymbolSlot, drift_degraded: bool = False) -> dict[str, Any]:
     state = slot.sequence
     depth = state.book.counters
     trades, aggregates, tickers = state.trades.counters, state.aggregate_trades.counters, state.tickers.counters
@@ -42,7 +42,7 @@ def symbol_stats(slot: SymbolSlot) -> dict[str, Any]:
         "rebuilds": quality.rebuilds,
         "book_synced": state.book.is_synced,
         "book_update_id": state.book.book.update_id,
-        "degraded": quality.degraded,
+        "degraded": quality.degraded or drift_degraded,
         "gap_ratio_pct_last_minute": round(quality.last_gap_ratio_pct, 4),
         "latency_ms": quality.latency.summary_ms(),
     }
@@ -63,7 +63,8 @@ _SUMMED = (
 
 
 def feed_stats(feed: MarketDataFeed) -> dict[str, Any]:
-    per_symbol = {slot.key: symbol_stats(slot) for slot in sorted(feed._slots.values(), key=lambda s: s.key)}
+    drift = feed.audit.drift_degraded
+    per_symbol = {slot.key: symbol_stats(slot, drift) for slot in sorted(feed._slots.values(), key=lambda s: s.key)}
     total: dict[str, Any] = {name: sum(item[name] for item in per_symbol.values()) for name in _SUMMED}
     latency = LatencyHistogram()
     for slot in feed._slots.values():

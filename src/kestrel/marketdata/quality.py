@@ -212,8 +212,12 @@ class QualityAudit:
             quality.minute_start_messages, quality.minute_start_problems = quality.messages, problems
         return rebuild
 
+    def is_degraded(self, quality: SymbolQuality) -> bool:
+        """Degraded now: by the clock drift (every symbol), or by the symbol's latest latency."""
+        return self.drift_degraded or quality.degraded
+
     def degraded_symbols(self) -> list[str]:
-        return sorted(key for key, quality in self.symbols.items() if quality.degraded)
+        return sorted(key for key, quality in self.symbols.items() if self.is_degraded(quality))
 
     def totals(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         selected = [self.symbols[k] for k in keys] if keys is not None else list(self.symbols.values())
@@ -230,5 +234,5 @@ class QualityAudit:
             "rebuilds": sum(q.rebuilds for q in selected),
             "stale_snapshots": sum(q.stale_snapshots for q in selected),
             "latency_ms": latency.summary_ms(),
-            "degraded_symbols": sum(1 for q in selected if q.degraded),
+            "degraded_symbols": sum(1 for q in selected if self.is_degraded(q)),
         }

@@ -28,6 +28,7 @@ from kestrel.matching.accounts import Lock
 from kestrel.matching.base import ZERO, EngineEvent, EngineSettings, _Account
 from kestrel.matching.futures import FuturesEngine
 from kestrel.matching.orders import (
+    EXPIRED_IOC,
     MARKET_LIKE,
     STOP_TYPES,
     SimOrder,
@@ -116,8 +117,15 @@ class MatchingEngine(FuturesEngine):
         self._order_update(order, ExecutionType.NEW, ts)
         if order.lock is not None and order.lock.amount > 0 and order.order_list_id < 0:
             self._account_update(account, Market.SPOT, AccountUpdateReason.ORDER, ts, [order.lock.asset])
+        sym = self._sym(order)
         if order.is_conditional:
             self._arm(order)
+        elif (
+            order.time_in_force is TimeInForce.FOK
+            and not self.state.sym_state[sym, k.S_BAR_MODE]
+            and not self._fillable(order, sym)
+        ):
+            self._finish(order, OrderStatus.EXPIRED, ExecutionType.EXPIRED, ts, EXPIRED_IOC)  # spot FOK: all or nothing
         else:
             self._execute(order, ts)
 
@@ -191,20 +199,22 @@ class MatchingEngine(FuturesEngine):
             -5022,
         )
 
+    def _fillable(self, order: SimOrder, sym: int) -> bool:
+        """Whether the book can fill all of the order now, within its limit."""
+        s = self.state
+        wanted = order.instrument.quantity_to_lots(order.quantity)
+        limit = order.instrument.price_to_ticks(order.price or ZERO)
+        side = 0 if order.side is Side.BUY else 1
+        count = int(k.take_liquidity(s.lots, s.sym_state, sym, side, limit, wanted, s.taker_fills, False))
+        return int(s.taker_fills[:count, 1].sum()) >= wanted
+
     def _check_fill_or_kill(self, order: SimOrder, sym: int) -> None:
+        """Futures refuse a FOK that cannot fill at once (-5021); spot accepts it and expires it."""
         if order.time_in_force is not TimeInForce.FOK or order.market is Market.SPOT or order.is_conditional:
             return
         if self.state.sym_state[sym, k.S_BAR_MODE]:
             return  # bar mode decides at the next price point
-        s = self.state
-        wanted = order.instrument.quantity_to_lots(order.quantity)
-        limit = order.instrument.price_to_ticks(order.price or ZERO)
-        count = int(
-            k.take_liquidity(
-                s.lots, s.sym_state, sym, 0 if order.side is Side.BUY else 1, limit, wanted, s.taker_fills, False
-            )
-        )
-        if int(s.taker_fills[:count, 1].sum()) < wanted:
+        if not self._fillable(order, sym):
             raise reject(
                 "Due to the order could not be filled immediately, the FOK order has been rejected. "
                 "The order will not be recorded in the order history",

@@ -11,6 +11,7 @@ Conventions: quantities of positions are signed (> 0 long); `side` is +1 buy / â
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from numba import njit
@@ -91,10 +92,10 @@ def liquidation_price(
 
 
 # float64 versions for compiled loops (same source as above)
-fee_compiled = njit(cache=True)(fee)
-funding_payment_compiled = njit(cache=True)(funding_payment)
-closing_quantity_compiled = njit(cache=True)(closing_quantity)
-realized_pnl_compiled = njit(cache=True)(realized_pnl)
-next_entry_price_compiled = njit(cache=True)(next_entry_price)
-maintenance_margin_compiled = njit(cache=True)(maintenance_margin)
-liquidation_price_compiled = njit(cache=True)(liquidation_price)
+fee_compiled: Callable[..., Any] = njit(cache=True)(fee)
+funding_payment_compiled: Callable[..., Any] = njit(cache=True)(funding_payment)
+closing_quantity_compiled: Callable[..., Any] = njit(cache=True)(closing_quantity)
+realized_pnl_compiled: Callable[..., Any] = njit(cache=True)(realized_pnl)
+next_entry_price_compiled: Callable[..., Any] = njit(cache=True)(next_entry_price)
+maintenance_margin_compiled: Callable[..., Any] = njit(cache=True)(maintenance_margin)
+liquidation_price_compiled: Callable[..., Any] = njit(cache=True)(liquidation_price)

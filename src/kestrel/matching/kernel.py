@@ -258,13 +258,19 @@ def clear_side(lots: np.ndarray, sym_state: np.ndarray, book: int, sym: int, sid
 
 @njit(cache=True)
 def set_bar_point(lots: np.ndarray, sym_state: np.ndarray, book: int, sym: int, tick: int) -> None:
-    """Bar mode: the book is one price with unlimited quantity on both sides."""
-    for side in range(2):
-        best = sym_state[sym, S_BEST_BID + side + 3 * book]
-        if best != NO_PRICE:
-            set_level(lots, sym_state, book, sym, side, best, 0)
+    """Bar mode: the book is one price with unlimited quantity on both sides (the previous point's
+    level is removed directly: a bar-mode book never holds another level, so no scan is needed)."""
+    width = lots.shape[3]
     if sym_state[sym, S_BASE + 3 * book] == NO_BASE:
         recenter(lots, sym_state, book, sym, tick)
+    for side in range(2):
+        column = S_BEST_BID + side + 3 * book
+        best = sym_state[sym, column]
+        if best != NO_PRICE:
+            index = best - sym_state[sym, S_BASE + 3 * book]
+            if 0 <= index < width:
+                lots[book, sym, side, index] = 0
+            sym_state[sym, column] = NO_PRICE
     _keep_in_window(lots, sym_state, book, sym, tick)
     set_level(lots, sym_state, book, sym, 0, tick, BAR_LOTS)
     set_level(lots, sym_state, book, sym, 1, tick, BAR_LOTS)

@@ -22,7 +22,8 @@ from kestrel.features.io import load_funding, load_klines, resolve_data_path
 from kestrel.features.table import SymbolBars, bar_spec_from_config, model_feature_table
 from kestrel.labels.barrier import BarrierSpec
 from kestrel.labels.build import build_bar_labels
-from kestrel.labels.costs import CostModel, SlippageModel
+from kestrel.labels.costs import CostModel
+from kestrel.labels.slippage import SlippageFit
 from kestrel.research.dataset import Dataset
 
 
@@ -80,7 +81,9 @@ def load_kline_data(config: KestrelConfig) -> KlineData:
     return KlineData(series, intervals.pop(), lineage)
 
 
-def cost_model_from_config(config: KestrelConfig, slippage: SlippageModel | None = None) -> CostModel:
+def cost_model_from_config(config: KestrelConfig, slippage: SlippageFit | None = None) -> CostModel:
+    """C(s,t) of the research config; with a slippage fit, its quantile at the fitted market's typical
+    near-touch depth and λ (bars carry no book), else the configured constant."""
     costs = config.research.costs
     return CostModel(
         taker_fee_bps=costs.taker_fee_bps,
@@ -88,7 +91,9 @@ def cost_model_from_config(config: KestrelConfig, slippage: SlippageModel | None
         slippage_bps=costs.slippage_bps,
         slippage_quantile=costs.slippage_quantile,
         funding_interval_s=costs.funding_interval_s,
-        slippage_model=slippage,
+        slippage_model=slippage.model if slippage else None,
+        default_depth_usdt=slippage.typical_depth_usdt if slippage else math.nan,
+        default_kyle_lambda=slippage.typical_kyle_lambda if slippage else 0.0,
     )
 
 
@@ -109,7 +114,7 @@ def regimes_of(table: pl.DataFrame, config: KestrelConfig) -> np.ndarray:
 
 
 def build_kline_table(
-    config: KestrelConfig, data: KlineData, slippage: SlippageModel | None = None
+    config: KestrelConfig, data: KlineData, slippage: SlippageFit | None = None
 ) -> tuple[pl.DataFrame, list[str], BarSpec]:
     """One time-ordered table of every symbol's model features, regimes and labels net of costs."""
     research = config.research

@@ -20,6 +20,8 @@ import numpy as np
 
 from kestrel.config.models import KestrelConfig
 from kestrel.core.clock import Clock
+from kestrel.labels.costs import QUANTILE_BY_NAME
+from kestrel.labels.slippage import SlippageFit, fit_from_recordings
 from kestrel.research.calibration import cross_fitted, fit_calibrator, reliability_table, worst_bucket_error_pp
 from kestrel.research.dataset import Dataset
 from kestrel.research.explain import shap_summary
@@ -99,13 +101,15 @@ class _Datasets:
         self.data = load_kline_data(config)
         self.interval_ns = self.data.interval_s * 1_000_000_000
         self.embargo_ns = embargo_ns_from_config(config, self.data.interval_s)
+        recordings = config.research.costs.slippage_recordings
+        self.slippage = fit_from_recordings(recordings) if recordings else None
         self._cache: dict[int, tuple[Dataset, LeakFreeSplitter]] = {}
 
     def get(self, window: int) -> tuple[Dataset, LeakFreeSplitter]:
         if window not in self._cache:
             feature = self.config.feature.model_copy(update={"normalisation_window": window})
             config = self.config.model_copy(update={"feature": feature})
-            table, names, _ = build_kline_table(config, self.data)
+            table, names, _ = build_kline_table(config, self.data, self.slippage)
             dataset = dataset_from_table(table, names, self.embargo_ns)
             self._cache[window] = (dataset, dataset.splitter(self.config.research.cv, self.interval_ns))
         return self._cache[window]
@@ -154,6 +158,18 @@ def _evaluate_all(
             "combined_mean_net_return_bps": float(net.mean() * 1e4) if net.size else None,
         }
     return metrics
+
+
+def _slippage_source(config: KestrelConfig, fit: SlippageFit | None) -> str:
+    costs = config.research.costs
+    if fit is None:
+        return f"constant {costs.slippage_bps} bps/side"
+    quantile = QUANTILE_BY_NAME[costs.slippage_quantile]
+    return (
+        f"{costs.slippage_quantile} quantile fitted on {fit.model.orders} replayed taker orders "
+        f"({', '.join(fit.model.source)}): {fit.per_side_bps(quantile, costs.order_notional_usdt):.4f} bps/side "
+        f"at {costs.order_notional_usdt} USDT"
+    )
 
 
 def _search_parameters(
@@ -292,7 +308,7 @@ def train(config: KestrelConfig, clock: Clock, out_dir: Path | None = None, show
         "model_params": {"lightgbm": spec.lightgbm.model_dump(), "seed": spec.seed},
         "normalisation_window": window,
         "embargo_bars": datasets.embargo_ns // datasets.interval_ns,
-        "slippage_source": f"constant {research.costs.slippage_bps} bps/side",
+        "slippage_source": _slippage_source(config, datasets.slippage),
         "timings_s": stopwatch.timings_s,
     }
     write_run(run_dir, config, run, metrics, artefacts, dataset, oof, calibrated, buckets)

@@ -170,6 +170,22 @@ class RiskEngine:
         multiplier = 1.0 if request.liquidity_score >= 1.0 else request.liquidity_score
         return RiskDecision(True, None, multiplier)
 
+    def check_order(self, market: Market, symbol: str, notional: Decimal, leverage: int, ts: int) -> RiskDecision:
+        """The account-level limits for an order that is not a sized entry (a strategy placing orders
+        itself): kill switch, daily stop, consecutive losses, circuit breaker, leverage, capital in use,
+        entries per 24 h. Reduce-only orders are never checked (closing must always be possible)."""
+        self._roll_day(ts)
+        margin = notional / max(leverage, 1)
+        request = EntryRequest(market, symbol, notional, margin, leverage, Decimal(1), Decimal(1), Decimal(0))
+        checks = {
+            RiskRule.KILL_SWITCH, RiskRule.DAILY_DRAWDOWN, RiskRule.CONSECUTIVE_LOSSES, RiskRule.CIRCUIT_BREAKER,
+            RiskRule.LEVERAGE, RiskRule.CAPITAL_IN_USE, RiskRule.MAX_TRADES_24H,
+        }  # fmt: skip
+        for rule, problem in self._violations(request, ts):
+            if rule in checks and problem is not None:
+                return RiskDecision(False, RiskRejection(rule, market, symbol, problem, ts))
+        return RiskDecision(True)
+
     def record_entry(self, market: Market, symbol: str, ts: int) -> None:
         """An approved entry was sent: counts toward the interval and the 24 h limits."""
         self._symbol(market, symbol).last_entry_ns = ts

@@ -159,6 +159,10 @@ class StreamHub:
     def has_subscribers(self, market: Market, stream: str) -> bool:
         return stream in self._subscribers[market]
 
+    def backlog(self) -> int:
+        """The longest outbox of any connection (frames waiting to be written)."""
+        return max((len(connection.outbox) for connection in self.connections.values()), default=0)
+
     def subscribed_streams(self, market: Market) -> set[str]:
         return set(self._subscribers[market])
 

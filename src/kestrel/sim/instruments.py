@@ -80,10 +80,13 @@ class SymbolSpec:
     entry: dict[str, Any] = field(repr=False, compare=False, hash=False)  # the exchangeInfo `symbols[]` item
     tick_scaled: int = field(init=False, repr=False, compare=False)  # tick × 10^price_decimals
     step_scaled: int = field(init=False, repr=False, compare=False)  # step × 10^quantity_decimals
+    # prices repeat (levels near the top change again and again): their wire text is cached
+    _price_texts: dict[int, str] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tick_scaled", _scaled(self.tick_size, self.price_decimals))
         object.__setattr__(self, "step_scaled", _scaled(self.step_size, self.quantity_decimals))
+        object.__setattr__(self, "_price_texts", {})
 
     @property
     def stream_symbol(self) -> str:
@@ -96,7 +99,13 @@ class SymbolSpec:
         return f"{self.market.value}:{self.symbol}"
 
     def price_text(self, ticks: int) -> str:
-        return fixed_text(ticks * self.tick_scaled, self.price_decimals)
+        texts = self._price_texts
+        text = texts.get(ticks)
+        if text is None:
+            if len(texts) > 50_000:
+                texts.clear()
+            text = texts[ticks] = fixed_text(ticks * self.tick_scaled, self.price_decimals)
+        return text
 
     def quantity_text(self, lots: int) -> str:
         return fixed_text(lots * self.step_scaled, self.quantity_decimals)

@@ -9,9 +9,11 @@ in a bucket still has a bar (open = high = low = close = previous close, volume 
 
 from __future__ import annotations
 
-import random
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+
+import numpy as np
 
 from kestrel.core.enums import Market
 from kestrel.sim.instruments import SymbolSpec, fixed_text
@@ -36,7 +38,7 @@ _FIXED_MS = {
     "1w": 604_800_000,
 }
 _MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-01 was a Thursday; weeks open on Monday
-SECOND_BARS_KEPT = 3_600
+SECOND_BARS_KEPT = 900  # 1s klines reach back 15 minutes
 
 
 @dataclass(slots=True)
@@ -109,32 +111,42 @@ class KlineSeries:
         self.minutes: dict[int, Bar] = {}
         self.seconds: dict[int, Bar] = {}
         self.last_close = start_price
-        self._seed_history(seed, start_ms, start_price, history_minutes)
-        self.first_minute = bucket_open("1m", start_ms) - history_minutes * MINUTE_MS
+        self._history = (seed, start_ms, start_price, history_minutes)
+        self._history_ready = history_minutes == 0
+        self.start_minute = bucket_open("1m", start_ms)
+        self.first_minute = self.start_minute - history_minutes * MINUTE_MS
         self.first_second = bucket_open("1s", start_ms)
-        self.now_ms = start_ms
 
-    def _seed_history(self, seed: int, start_ms: int, start_price: int, history_minutes: int) -> None:
-        rng = random.Random(f"{seed}:klines:{self.spec.market.value}:{self.spec.symbol}")
-        minute = bucket_open("1m", start_ms)
-        close = start_price
+    def _ensure_history(self) -> None:
+        """Seed the minute bars before the start, on first use (most symbols are never asked)."""
+        if self._history_ready:
+            return
+        self._history_ready = True
+        seed, _, start_price, count = self._history
+        key = f"{seed}:klines:{self.spec.market.value}:{self.spec.symbol}".encode()
+        rng = np.random.default_rng(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big"))
         volatility = max(1.0, start_price * 0.0008)
-        bars = []
-        for _ in range(history_minutes):
-            minute -= MINUTE_MS
-            open_ = max(1, close + round(rng.gauss(0, volatility)))
-            high = max(open_, close) + abs(round(rng.gauss(0, volatility / 2)))
-            low = max(1, min(open_, close) - abs(round(rng.gauss(0, volatility / 2))))
-            trades = rng.randint(5, 400)
-            volume = trades * rng.randint(1, 20)
-            taker = int(volume * rng.uniform(0.3, 0.7))
-            typical = (high + low + close) // 3
-            bars.append(
-                (minute, Bar(open_, high, low, close, volume, typical * volume, trades, taker, typical * taker))
-            )
-            close = open_
-        for minute_open, bar in bars:
-            self.minutes[minute_open] = bar
+        # walking back in time from the start price: each bar closes where the next one opened
+        opens = np.maximum(1, start_price + np.cumsum(np.rint(rng.normal(0, volatility, count)))).astype(np.int64)
+        closes = np.concatenate(([start_price], opens[:-1])).astype(np.int64)
+        wick_up = np.abs(np.rint(rng.normal(0, volatility / 2, count))).astype(np.int64)
+        wick_down = np.abs(np.rint(rng.normal(0, volatility / 2, count))).astype(np.int64)
+        highs = np.maximum(opens, closes) + wick_up
+        lows = np.maximum(1, np.minimum(opens, closes) - wick_down)
+        trades = rng.integers(5, 401, count)
+        volumes = trades * rng.integers(1, 21, count)
+        takers = (volumes * rng.uniform(0.3, 0.7, count)).astype(np.int64)
+        typical = (highs + lows + closes) // 3
+        for index in range(count):
+            minute = self.start_minute - (index + 1) * MINUTE_MS
+            volume, taker, price = int(volumes[index]), int(takers[index]), int(typical[index])
+            self.minutes.setdefault(
+                minute,
+                Bar(
+                    int(opens[index]), int(highs[index]), int(lows[index]), int(closes[index]),
+                    volume, price * volume, int(trades[index]), taker, price * taker,
+                ),
+            )  # fmt: skip
 
     def on_trade(self, time_ms: int, price: int, quantity: int, trade_id: int, taker_buy: bool) -> None:
         for store, key in ((self.minutes, bucket_open("1m", time_ms)), (self.seconds, bucket_open("1s", time_ms))):
@@ -157,6 +169,8 @@ class KlineSeries:
             store, step, first = self.minutes, MINUTE_MS, self.first_minute
         if close_ms < first:
             return None
+        if interval != "1s" and open_ms < self.start_minute:
+            self._ensure_history()
         result: Bar | None = None
         key = max(open_ms, first)
         key -= key % step
@@ -211,6 +225,7 @@ class KlineSeries:
         return open_ms - _FIXED_MS[interval]
 
     def _close_before(self, interval: str, open_ms: int) -> int | None:
+        self._ensure_history()
         store = self.seconds if interval == "1s" else self.minutes
         earlier = [key for key in store if key < open_ms]
         return store[max(earlier)].close if earlier else None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kestrel.core.enums import Market
 from kestrel.sim.faults import FaultPlan
+from kestrel.sim.trading.options import TradingOptions
 
 
 class _Frozen(BaseModel):
@@ -63,7 +64,7 @@ class ProtocolLimits(_Frozen):
 class SimulatorOptions(_Frozen):
     markets: tuple[Market, ...] = Field((Market.FUTURES, Market.SPOT), min_length=1)
     symbols: int | list[str] = Field(20, description="A count (real symbols first, then generated) or names")
-    source: Literal["synthetic"] = "synthetic"
+    source: Literal["synthetic", "replay"] = "synthetic"
     replay_files: list[Path] = Field(default_factory=list, description="Raw recordings to replay")
     replay_start: Literal["immediately", "first_subscription"] = Field(
         "first_subscription", description="Replay: start at once, or when the first client subscribes"
@@ -78,7 +79,10 @@ class SimulatorOptions(_Frozen):
     port: int = Field(0, ge=0, le=65533, description="REST port; WS = port+1, futures WS = port+2; 0 = free ports")
     start_time_ms: int | None = Field(None, ge=0, description="Exchange time at start (default: now)")
     data_dir: Path | None = Field(None, description="Shared Binance data folder (default: ../shared/data/binance)")
-    book_history_updates: int = Field(20_000, ge=100, description="Undo log length per book (book_at reach)")
+    book_history_updates: int = Field(
+        8192, ge=100, le=1_000_000, description="Changes kept per book: how far back book_at can rebuild"
+    )
+    trading: TradingOptions = Field(default_factory=TradingOptions, description="The trading API and its accounts")
 
     @field_validator("symbols")
     @classmethod
@@ -94,6 +98,8 @@ class SimulatorOptions(_Frozen):
 
     @model_validator(mode="after")
     def _source(self) -> SimulatorOptions:
+        if self.source == "replay" and not self.replay_files:
+            raise ValueError("replay needs at least one recording file")
         if self.source == "synthetic" and self.speed == 0:
             raise ValueError("speed 0 (as fast as possible) is for replay; the synthetic market runs in real time")
         return self

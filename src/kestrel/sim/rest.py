@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from kestrel.core.enums import Market
-from kestrel.sim.state import SimulatorState, UnknownSymbol
+from kestrel.sim.state import BookUnavailable, SimulatorState, UnknownSymbol
 from kestrel.sim.streams import KLINE_INTERVALS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -318,6 +318,8 @@ async def binance_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = json_response({"code": error.code, "msg": error.message}, status=error.status, headers=error.headers)
     except UnknownSymbol:
         response = json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+    except BookUnavailable as exc:
+        response = json_response({"code": -1000, "msg": f"Book unavailable: {exc}."}, status=503)
     response.headers.update(weight_header)
     return response
 

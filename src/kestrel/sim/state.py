@@ -24,8 +24,22 @@ class UnknownSymbol(LookupError):
     """The source does not have this symbol (REST answers -1121)."""
 
 
+class BookUnavailable(LookupError):
+    """The source cannot serve this symbol's book (a replay without a recorded snapshot)."""
+
+
 class MarketSource(Protocol):
     """A market the server can serve: the synthetic market or a replayed recording."""
+
+    def origin_ns(self) -> int | None:
+        """Where the timeline starts (None: the wall clock now)."""
+        ...
+
+    def exchange_offset_ns(self) -> int:
+        """The exchange clock minus the timeline (a replay's recorder offset)."""
+        ...
+
+    def finished(self) -> bool: ...
 
     def specs(self, market: Market) -> list[SymbolSpec]: ...
 
@@ -33,7 +47,9 @@ class MarketSource(Protocol):
 
     def start(self, origin_ns: int) -> None: ...
 
-    def advance(self, until_ns: int) -> int: ...
+    def advance(self, until_ns: int, max_events: int = 1 << 62) -> int:
+        """Process events up to `until_ns`, at most `max_events` (the pump yields between turns)."""
+        ...
 
     def next_event_ns(self) -> int | None: ...
 

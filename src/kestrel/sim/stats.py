@@ -70,6 +70,7 @@ class SimulatorStats:
         self.per_stream: dict[str, MessageCounters] = {}
         self.connections = ConnectionCounters()
         self.rest = RestCounters()
+        self.max_behind_ms = 0  # the most the market generation fell behind the wall clock (overload)
 
     def symbol(self, key: str) -> MessageCounters:
         counters = self.per_symbol.get(key)
@@ -101,4 +102,5 @@ class SimulatorStats:
             "per_stream": {key: asdict(value) for key, value in sorted(self.per_stream.items())},
             "connections": connections,
             "rest": asdict(self.rest),
+            "pump": {"max_behind_ms": self.max_behind_ms},
         }

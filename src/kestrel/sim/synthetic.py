@@ -34,7 +34,7 @@ from kestrel.sim.klines import Bar, KlineSeries, bucket_open
 from kestrel.sim.options import RateModel
 from kestrel.sim.state import UnknownSymbol
 from kestrel.sim.streams import DEPTH_SPEEDS_MS, StreamKind, parse_stream
-from kestrel.sim.synthetic_symbol import AggTradeRecord, Change, SyntheticSymbol
+from kestrel.sim.synthetic_symbol import AggTradeRecord, Change, SyntheticSymbol, TradeRecord
 
 
 class Publish(Protocol):
@@ -50,6 +50,18 @@ class Publish(Protocol):
 
 
 Subscribed = Callable[[Market], set[str]]
+
+
+class MarketObserver(Protocol):
+    """Sees every book change, trade and mark update as it happens (the trading half feeds its
+    matching engine from these, so orders meet the book the streams show)."""
+
+    def on_book(self, spec: SymbolSpec, changes: list[Change], time_ns: int) -> None: ...
+
+    def on_trades(self, spec: SymbolSpec, trades: list[TradeRecord], time_ns: int) -> None: ...
+
+    def on_mark(self, spec: SymbolSpec, mark: MarkState, time_ns: int) -> None: ...
+
 
 NANOS_PER_MILLI = 1_000_000
 FUNDING_INTERVAL_MS = 8 * 3_600_000
@@ -132,7 +144,7 @@ class SyntheticMarket:
         rates: RateModel,
         publish: Publish,
         subscribed: Subscribed,
-        history_limit: int = 20_000,
+        history_limit: int = 8192,
         kline_history_minutes: int = 1500,
     ) -> None:
         self.seed = seed
@@ -152,11 +164,23 @@ class SyntheticMarket:
                 self.by_key[(market, spec.symbol)] = channel
         self.markets = tuple(specs)
         self._heap: list[tuple[int, int, int, int]] = []
+        speeds = {speed for market in self.markets for speed in DEPTH_SPEEDS_MS[market] if speed > 0}
+        self._dirty: dict[int, list[tuple[SymbolChannel, DepthAccumulator]]] = {speed: [] for speed in speeds}
         self._sequence = itertools.count()
         self.now_ns = 0
         self.last_event_ns: dict[tuple[Market, str], int] = {}
+        self.observers: list[MarketObserver] = []
 
     # ---- timeline -----------------------------------------------------------------------------
+    def origin_ns(self) -> int | None:
+        return None
+
+    def exchange_offset_ns(self) -> int:
+        return 0
+
+    def finished(self) -> bool:
+        return False
+
     def start(self, origin_ns: int) -> None:
         """Schedule every symbol's first events and the market timers from `origin_ns`."""
         self.now_ns = origin_ns
@@ -187,11 +211,11 @@ class SyntheticMarket:
     def next_event_ns(self) -> int | None:
         return self._heap[0][0] if self._heap else None
 
-    def advance(self, until_ns: int) -> int:
-        """Process every event up to `until_ns`; returns how many were processed."""
+    def advance(self, until_ns: int, max_events: int = 1 << 62) -> int:
+        """Process the events up to `until_ns` (at most `max_events`); returns how many were processed."""
         heap = self._heap
         processed = 0
-        while heap and heap[0][0] <= until_ns:
+        while heap and heap[0][0] <= until_ns and processed < max_events:
             time_ns, _, kind, index = heapq.heappop(heap)
             self.now_ns = time_ns
             processed += 1
@@ -224,6 +248,8 @@ class SyntheticMarket:
         if not changes:
             return
         spec = channel.spec
+        for observer in self.observers:
+            observer.on_book(spec, changes, time_ns)
         market = spec.market
         first_id = changes[0][3]
         final_id = changes[-1][3]
@@ -232,6 +258,7 @@ class SyntheticMarket:
         for accumulator in channel.depth:
             if not accumulator.changes:
                 accumulator.first_id = first_id
+                self._dirty[accumulator.speed_ms].append((channel, accumulator))
             pending = accumulator.changes
             for is_bid, price, quantity, _ in changes:
                 pending[(is_bid, price)] = quantity
@@ -279,6 +306,8 @@ class SyntheticMarket:
             self.publish(
                 market, channel.agg_trade, StreamKind.AGG_TRADE, spec.symbol, self._agg_payload(spec, aggregate)
             )
+        for observer in self.observers:
+            observer.on_trades(spec, trades, time_ns)
         self._after_changes(channel, changes, time_ns)
 
     def _agg_payload(self, spec: SymbolSpec, record: AggTradeRecord) -> Callable[[], bytes]:
@@ -299,29 +328,29 @@ class SyntheticMarket:
         return render
 
     def _flush(self, speed_ms: int, time_ns: int) -> None:
+        """Diff-depth messages of every stream of this speed that changed since its last message
+        (in the order the streams first changed: deterministic)."""
         event_ms = self._ms(time_ns)
-        for channel in self.channels:
-            for accumulator in channel.depth:
-                if accumulator.speed_ms != speed_ms or not accumulator.changes:
-                    continue
-                spec = channel.spec
-                first_id, final_id = accumulator.first_id, accumulator.final_id
-                previous, changes = accumulator.previous_final_id, accumulator.changes
-                transaction_ms = self._ms(accumulator.last_change_ns)
-                accumulator.changes = {}
-                accumulator.previous_final_id = final_id
+        dirty, self._dirty[speed_ms] = self._dirty[speed_ms], []
+        for channel, accumulator in dirty:
+            spec = channel.spec
+            first_id, final_id = accumulator.first_id, accumulator.final_id
+            previous, changes = accumulator.previous_final_id, accumulator.changes
+            transaction_ms = self._ms(accumulator.last_change_ns)
+            accumulator.changes = {}
+            accumulator.previous_final_id = final_id
 
-                def render(
-                    spec: SymbolSpec = spec,
-                    first_id: int = first_id,
-                    final_id: int = final_id,
-                    previous: int = previous,
-                    changes: dict[tuple[bool, int], int] = changes,
-                    transaction_ms: int = transaction_ms,
-                ) -> bytes:
-                    return wire.depth_update(spec, first_id, final_id, previous, changes, event_ms, transaction_ms)
+            def render(
+                spec: SymbolSpec = spec,
+                first_id: int = first_id,
+                final_id: int = final_id,
+                previous: int = previous,
+                changes: dict[tuple[bool, int], int] = changes,
+                transaction_ms: int = transaction_ms,
+            ) -> bytes:
+                return wire.depth_update(spec, first_id, final_id, previous, changes, event_ms, transaction_ms)
 
-                self.publish(spec.market, accumulator.name, StreamKind.DEPTH, spec.symbol, render)
+            self.publish(spec.market, accumulator.name, StreamKind.DEPTH, spec.symbol, render)
 
     def _kline_streams(self, market: Market, time_ns: int) -> None:
         """Current-bar updates of every subscribed kline stream; a bucket's final bar (`x: true`)
@@ -408,6 +437,8 @@ class SyntheticMarket:
             if time_ns // NANOS_PER_MILLI >= mark.next_funding_ms:
                 mark.history.append((mark.next_funding_ms, round(mark.funding_rate, 8), mark.mark_ticks))
                 mark.next_funding_ms += FUNDING_INTERVAL_MS
+            for observer in self.observers:
+                observer.on_mark(channel.spec, mark, time_ns)
             fields = self._mark_fields(channel, mark, event_ms)
             updates_1s.append(fields)
             payload = orjson.dumps(fields)

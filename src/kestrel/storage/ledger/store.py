@@ -225,21 +225,17 @@ class Ledger:
 
     @staticmethod
     def _order_from(row: RowMapping) -> Order:
-        order = Order(
+        return Order.restore(
             client_order_id=ClientOrderId(row["client_order_id"]), intent_id=IntentId(row["intent_id"]),
             market=Market(row["market"]), symbol=row["symbol"], side=Side(row["side"]),
             order_type=OrderType(row["order_type"]), quantity=row["quantity"], ts_init=row["ts_init"],
             price=row["price"], stop_price=row["stop_price"],
             time_in_force=TimeInForce(row["time_in_force"]) if row["time_in_force"] else None,
-            reduce_only=row["reduce_only"],
+            reduce_only=row["reduce_only"], status=OrderStatus(row["status"]),
+            venue_order_id=VenueOrderId(row["venue_order_id"]) if row["venue_order_id"] is not None else None,
+            filled_quantity=row["filled_quantity"], average_price=row["average_price"],
+            reject_reason=row["reject_reason"], ts_last=row["ts_last"],
         )  # fmt: skip
-        order.status = OrderStatus(row["status"])
-        order.venue_order_id = VenueOrderId(row["venue_order_id"]) if row["venue_order_id"] is not None else None
-        order.filled_quantity = row["filled_quantity"]
-        order.average_price = row["average_price"]
-        order.reject_reason = row["reject_reason"]
-        order.ts_last = row["ts_last"]
-        return order
 
     def get_order(self, client_order_id: str) -> Order | None:
         rows = self._read(select(schema.orders).where(schema.orders.c.client_order_id == client_order_id))

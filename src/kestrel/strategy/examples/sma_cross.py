@@ -4,6 +4,10 @@
 +quantity after a cross up and −quantity after a cross down (futures). A cross is
 `fast[-2] < slow[-2] and fast[-1] > slow[-1]` (strict on both bars, the usual definition). Orders are
 MARKET orders sent when a bar closes, so they fill at the next price available (the next bar's open).
+
+The averages are compared exactly, on closes in integer ticks: fast > slow ⇔ Σfast · n_slow >
+Σslow · n_fast. No float rounding can flip a decision, and the bar fast path
+(`kestrel.backtest.fastpath`) makes the very same comparisons in compiled code.
 """
 
 from __future__ import annotations
@@ -35,36 +39,39 @@ class SmaCross(Strategy):
             raise ConfigurationError("sma_cross: mode must be long_only or long_short")
         if self.quantity <= 0:
             raise ConfigurationError("sma_cross: quantity must be positive")
-        self.closes: deque[float] = deque(maxlen=self.slow)
-        self.previous: tuple[float, float] | None = None
-        self.position = Decimal(0)  # from our own fills: spot has no venue-side position
-        self.target = Decimal(0)
+        self.closes: deque[int] = deque(maxlen=self.slow)  # closes in ticks
+        self.previous_difference: int | None = None
+        self.position = Decimal(0)  # from our own fills (liquidations included): spot has no venue position
+        self.tick_size: Decimal | None = None
 
     def on_kline(self, kline: Kline) -> None:
-        self.closes.append(kline.close)
+        if self.tick_size is None:
+            self.tick_size = self.instrument(kline.market, kline.symbol).tick_size
+        self.closes.append(round(kline.close / float(self.tick_size)))
         if len(self.closes) < self.slow:
             return
-        closes = list(self.closes)
-        fast = sum(closes[-self.fast :]) / self.fast
-        slow = sum(closes) / self.slow
-        previous, self.previous = self.previous, (fast, slow)
+        slow_sum = 0
+        fast_sum = 0
+        for index, close in enumerate(self.closes):
+            slow_sum += close
+            if index >= self.slow - self.fast:
+                fast_sum += close
+        difference = fast_sum * self.slow - slow_sum * self.fast  # sign of fast − slow, exactly
+        previous, self.previous_difference = self.previous_difference, difference
         if previous is None:
             return
-        if previous[0] < previous[1] and fast > slow:
+        if previous < 0 < difference:
             self._go_to(kline.market, kline.symbol, self.quantity)
-        elif previous[1] < previous[0] and slow > fast:
+        elif previous > 0 > difference:
             self._go_to(kline.market, kline.symbol, Decimal(0) if self.mode == "long_only" else -self.quantity)
 
     def _go_to(self, market: Market, symbol: str, target: Decimal) -> None:
-        delta = target - self.target
-        self.target = target
+        delta = target - self.position
         if delta == 0:
             return
         side = Side.BUY if delta > 0 else Side.SELL
         self.submit_order(OrderRequest(market, symbol, side, OrderType.MARKET, quantity=abs(delta)))
 
     def on_order_update(self, update: OrderUpdate) -> None:
-        if update.execution_type is ExecutionType.TRADE and update.fill is not None:
+        if update.execution_type in (ExecutionType.TRADE, ExecutionType.CALCULATED) and update.fill is not None:
             self.position += update.fill.quantity * update.fill.side.sign
-        elif update.execution_type in (ExecutionType.REJECTED, ExecutionType.EXPIRED):
-            self.target = self.position  # what we asked for did not happen
