@@ -125,6 +125,7 @@ class MarketDataFeed:
         self._dirty_books: set[tuple[Market, str]] = set()
         self._down_since: dict[int, int] = {}
         self._fallback_inflight: set[str] = set()
+        self._fallback_tasks: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self.streaming_at_stop: int | None = None
@@ -254,12 +255,12 @@ class MarketDataFeed:
             return
         if flags & _DUPLICATE:
             return
-        if self.bus is not None:
-            self.bus.publish(slot.topics[kind], event)
-        if kind is BookTicker:
+        if kind is BookTicker:  # the cache first, then the news (a handler may read the cache)
             self.tops[slot.key] = event  # type: ignore[assignment]
             if self.redis is not None:
                 self.redis.publish_top(slot.key, event)  # type: ignore[arg-type]
+        if self.bus is not None:
+            self.bus.publish(slot.topics[kind], event)
 
     def _after_depth(self, slot: SymbolSlot, market: Market, symbol: str) -> None:
         sync = slot.sequence.book
@@ -423,7 +424,9 @@ class MarketDataFeed:
                 key = f"{shard.market.value}:{symbol}"
                 if key not in self._fallback_inflight and self.cooldown.is_ready(key, now):
                     self._fallback_inflight.add(key)
-                    self._tasks.append(asyncio.create_task(self._fetch_top(shard.market, symbol, key)))
+                    task = asyncio.create_task(self._fetch_top(shard.market, symbol, key))
+                    self._fallback_tasks.add(task)  # a strong reference until done, then forgotten
+                    task.add_done_callback(self._fallback_tasks.discard)
 
     async def _fetch_top(self, market: Market, symbol: str, key: str) -> None:
         try:
@@ -450,9 +453,9 @@ class MarketDataFeed:
         self._stopping = True
         for connection in self.connections:
             connection.stop()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._fallback_tasks):
             task.cancel()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._fallback_tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for feed in self.markets.values():
