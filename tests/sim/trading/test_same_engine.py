@@ -24,6 +24,8 @@ from tests.sim.trading.conftest import (
     user_stream,
 )
 
+RICH = Decimal(10**12)
+
 
 def _venue_fills(
     exchange_info: dict[str, Any],
@@ -37,8 +39,8 @@ def _venue_fills(
     engine = MatchingEngine([parse_instrument(entry, market)])
     engine.open_account(
         "backtest",
-        spot_balances={"USDT": Decimal(100_000), "BTC": Decimal(1)},
-        futures_balances={"USDT": Decimal(100_000)},
+        spot_balances={"USDT": RICH, "BTC": Decimal(1)},
+        futures_balances={"USDT": RICH},
     )
     ts = 1_000_000_000
     levels = {side: [(float(p), float(q)) for p, q in depth[side]] for side in ("bids", "asks")}
@@ -59,7 +61,9 @@ def _venue_fills(
 
 
 async def test_simulator_and_sim_venue_fill_the_same_order_identically(make_trading_sim: SimFactory) -> None:
-    async with make_trading_sim(rates=QUIET) as sim, client(sim) as c:
+    # balances large enough to sweep synthetic levels of any size, the same on both sides
+    funded = {"default_spot_balances": {"USDT": RICH, "BTC": Decimal(1)}, "default_futures_balances": {"USDT": RICH}}
+    async with make_trading_sim(rates=QUIET, trading=funded) as sim, client(sim) as c:
         assert type(sim.trading.engine) is MatchingEngine  # the very class SimVenue wraps
         for market, prefix, step, url_of in (
             (Market.FUTURES, "/fapi/v1", Decimal("0.001"), futures_stream_url),
