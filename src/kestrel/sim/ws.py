@@ -172,7 +172,7 @@ async def handle_stream_connection(request: web.Request, state: SimulatorState, 
         return web.json_response({"code": -1003, "msg": "Too many new connections"}, status=429)
     ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
     await ws.prepare(request)
-    connection = Connection(ws, market, route, combined, now_s, limits.max_outbox_frames)
+    connection = Connection(ws, market, route, combined, now_s, limits.max_outbox_frames, request.transport)
     state.hub.add(connection)
     state.stats.connections.opened += 1
     for name in dict.fromkeys(streams):
