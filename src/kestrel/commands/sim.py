@@ -36,6 +36,8 @@ FAULT_FLAGS = {
     "rest_418_rate": "rest_418_rate",
     "clock_skew_ms": "clock_skew_ms",
     "stale_snapshot_rate": "stale_snapshot_rate",
+    "malformed_rate": "malformed_rate",
+    "unknown_event_rate": "unknown_event_rate",
 }
 
 Rate = Annotated[float | None, typer.Option(min=0.0, max=1.0, show_default=False)]
@@ -120,6 +122,8 @@ def serve(
     rest_418_rate: Rate = None,
     clock_skew_ms: Annotated[int | None, typer.Option(show_default=False)] = None,
     stale_snapshot_rate: Rate = None,
+    malformed_rate: Rate = None,
+    unknown_event_rate: Rate = None,
 ) -> None:
     """Serve the market-data half of the Binance protocol on loopback."""
     if source not in ("synthetic", "replay"):
@@ -172,6 +176,8 @@ def serve(
         "rest_418_rate": rest_418_rate,
         "clock_skew_ms": clock_skew_ms,
         "stale_snapshot_rate": stale_snapshot_rate,
+        "malformed_rate": malformed_rate,
+        "unknown_event_rate": unknown_event_rate,
     }
     options = build_options(values, faults, flags)
     from kestrel.core.logs import configure_logging

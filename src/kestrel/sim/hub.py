@@ -21,11 +21,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from kestrel.core.enums import Market
 from kestrel.core.logs import get_logger
-from kestrel.sim.faults import DROP, DUPLICATE, GAP, HOLD, FaultInjector
+from kestrel.sim.faults import DROP, DUPLICATE, GAP, HOLD, MALFORMED, UNKNOWN_EVENT, FaultInjector
 from kestrel.sim.stats import SimulatorStats
 from kestrel.sim.streams import Route, StreamKind, delivered_on
 
@@ -229,6 +230,17 @@ class StreamHub:
         if self._withheld:
             self._withheld.discard(key)
         data = payload if isinstance(payload, bytes) else payload()
+        if self.faults.plan.has_extra_frames:
+            extra = self.faults.extra_frame()
+            if extra == MALFORMED:
+                symbol_counters.malformed_injected += 1
+                stream_counters.malformed_injected += 1
+                self._send(market, stream, data[: max(1, len(data) // 2)])
+            elif extra == UNKNOWN_EVENT:
+                symbol_counters.unknown_events_injected += 1
+                stream_counters.unknown_events_injected += 1
+                unknown = {"e": "simulatorUnknownEvent", "E": self.timeline.server_ms(), "s": symbol}
+                self._send(market, stream, orjson.dumps(unknown))
         if action == HOLD and key not in self._held:
             self._held[key] = (symbol, kind, data)
             return
