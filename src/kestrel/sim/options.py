@@ -107,8 +107,6 @@ class SimulatorOptions(_Frozen):
 
     @model_validator(mode="after")
     def _source(self) -> SimulatorOptions:
-        if self.source == "replay" and not self.replay_files:
-            raise ValueError("replay needs at least one recording file")
         if self.source == "synthetic" and self.speed == 0:
             raise ValueError("speed 0 (as fast as possible) is for replay; the synthetic market runs in real time")
         return self
