@@ -36,6 +36,8 @@ FAULT_FLAGS = {
     "rest_418_rate": "rest_418_rate",
     "clock_skew_ms": "clock_skew_ms",
     "stale_snapshot_rate": "stale_snapshot_rate",
+    "malformed_rate": "malformed_rate",
+    "unknown_event_rate": "unknown_event_rate",
 }
 
 Rate = Annotated[float | None, typer.Option(min=0.0, max=1.0, show_default=False)]
@@ -125,6 +127,8 @@ def serve(
     accounts_file: Annotated[Path | None, typer.Option(help="YAML list of trading accounts")] = None,
     trading: Annotated[bool, typer.Option(help="Serve the trading API (signed REST, user streams)")] = True,
     spot_listen_key: Annotated[bool, typer.Option(help="Serve the retired spot listenKey endpoints")] = True,
+    malformed_rate: Rate = None,
+    unknown_event_rate: Rate = None,
 ) -> None:
     """Serve the market-data half of the Binance protocol on loopback."""
     if source not in ("synthetic", "replay"):
@@ -177,6 +181,8 @@ def serve(
         "rest_418_rate": rest_418_rate,
         "clock_skew_ms": clock_skew_ms,
         "stale_snapshot_rate": stale_snapshot_rate,
+        "malformed_rate": malformed_rate,
+        "unknown_event_rate": unknown_event_rate,
     }
     from kestrel.sim.trading.options import trading_options_from_cli
 

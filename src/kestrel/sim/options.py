@@ -1,8 +1,10 @@
 """Options of the market simulator (Python API and `kestrel sim serve`).
 
-Every duration of the protocol (24 h connection cut, ping cadence, pong timeout, the 5-minute
-connection budget, the 1-minute weight window, IP bans) is multiplied by `time_scale`, so a test can
-see a "24 h" cut after 0.5 s with ``time_scale=0.5/86400``. Market rates are not scaled by it.
+Every duration of the protocol (24 h connection cut, the 5-minute connection budget, the 1-minute
+weight window, IP bans, ping cadence and pong timeout) is multiplied by `time_scale`, so a test can
+see a "24 h" cut after 0.5 s with ``time_scale=0.5/86400``. The per-second incoming message limit is
+not scaled, so pings never come faster than once a second (see `scaled_ping`); market rates are not
+scaled either.
 """
 
 from __future__ import annotations
@@ -107,11 +109,15 @@ class SimulatorOptions(_Frozen):
 
     @model_validator(mode="after")
     def _source(self) -> SimulatorOptions:
-        if self.source == "replay" and not self.replay_files:
-            raise ValueError("replay needs at least one recording file")
         if self.source == "synthetic" and self.speed == 0:
             raise ValueError("speed 0 (as fast as possible) is for replay; the synthetic market runs in real time")
         return self
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
+
+    def scaled_ping(self, seconds: float) -> float:
+        """Ping cadence and pong timeouts follow `time_scale` but, when it shrinks time, never drop below
+        one second: answering faster pings would itself break the 5 messages/s limit, which is not scaled."""
+        scaled = seconds * self.time_scale
+        return scaled if self.time_scale >= 1 else max(scaled, min(seconds, 1.0))

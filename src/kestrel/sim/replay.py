@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,7 @@ class ReplayMarket:
         subscribed: Subscribed,
         timeline: Timeline,
         data_dir: Path | None,
+        frames: Iterable[RawFrame] | None = None,
     ) -> None:
         self.options = options
         self.publish = publish
@@ -187,17 +189,20 @@ class ReplayMarket:
         self._started = options.replay_start == "immediately"
         self._depth_names: dict[tuple[Market, str], str] = {}
         self._offset_ns = 0
-        self._load(options, data_dir)
+        self._load(options, data_dir, frames)
 
     # ---- loading ------------------------------------------------------------------------------
-    def _load(self, options: SimulatorOptions, data_dir: Path | None) -> None:
+    def _load(self, options: SimulatorOptions, data_dir: Path | None, given: Iterable[RawFrame] | None) -> None:
         files = _with_siblings([Path(path) for path in options.replay_files])
         for path in files:
             if not path.exists():
                 raise ConfigurationError(f"{path}: no such file")
         snapshots: dict[tuple[Market, str], bytes] = {}
         offsets: list[int] = []
-        for frame in merge_by_local_time(read_raw(path) for path in files):
+        sources: list[Iterable[RawFrame]] = [read_raw(path) for path in files]
+        if given is not None:
+            sources.append(given)
+        for frame in merge_by_local_time(iter(source) for source in sources):
             if frame.market is None or frame.market not in options.markets:
                 continue
             if frame.kind is FrameKind.SNAPSHOT:

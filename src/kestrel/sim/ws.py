@@ -172,7 +172,7 @@ async def handle_stream_connection(request: web.Request, state: SimulatorState, 
         return web.json_response({"code": -1003, "msg": "Too many new connections"}, status=429)
     ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
     await ws.prepare(request)
-    connection = Connection(ws, market, route, combined, now_s, limits.max_outbox_frames)
+    connection = Connection(ws, market, route, combined, now_s, limits.max_outbox_frames, request.transport)
     state.hub.add(connection)
     state.stats.connections.opened += 1
     for name in dict.fromkeys(streams):
@@ -231,8 +231,14 @@ async def housekeeping(state: SimulatorState) -> None:
     options = state.options
     limits = options.limits
     cadence = {
-        Market.SPOT: (options.scaled(limits.ping_interval_s_spot), options.scaled(limits.pong_timeout_s_spot)),
-        Market.FUTURES: (options.scaled(limits.ping_interval_s_futures), options.scaled(limits.pong_timeout_s_futures)),
+        Market.SPOT: (
+            options.scaled_ping(limits.ping_interval_s_spot),
+            options.scaled_ping(limits.pong_timeout_s_spot),
+        ),
+        Market.FUTURES: (
+            options.scaled_ping(limits.ping_interval_s_futures),
+            options.scaled_ping(limits.pong_timeout_s_futures),
+        ),
     }
     lifetime = options.scaled(limits.connection_lifetime_s)
     tick = max(0.005, min(0.25, lifetime / 20, min(interval for interval, _ in cadence.values()) / 4))
