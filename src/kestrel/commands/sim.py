@@ -117,7 +117,7 @@ def serve(
     trading: Annotated[bool, typer.Option(help="Serve the trading API (signed REST, user streams)")] = True,
     spot_listen_key: Annotated[bool, typer.Option(help="Serve the retired spot listenKey endpoints")] = True,
 ) -> None:
-    """Serve the market-data half of the Binance protocol on loopback."""
+    """Serve the Binance protocol (market data, and trading on the matching engine) on loopback."""
     if source != "synthetic":
         raise ConfigurationError(f"--source: unknown source {source!r} (use synthetic)")
     if stats_json is not None and not stats_json.parent.exists():

@@ -27,7 +27,8 @@ Python API (tests)::
         await sim.wait_for_subscribers(Market.FUTURES, streams=900)
 
 Counting rules of `stats()` are in `kestrel.sim.stats`; what each fault does is in
-`kestrel.sim.faults`; the synthetic market's model in `kestrel.sim.synthetic`.
+`kestrel.sim.faults`; the synthetic market's model in `kestrel.sim.synthetic`. The trading half
+(signed REST, user data streams, on the matching engine) is `kestrel.sim.trading`: `sim.trading`.
 """
 
 from kestrel.sim.book import BookView
