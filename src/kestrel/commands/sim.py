@@ -130,7 +130,7 @@ def serve(
     malformed_rate: Rate = None,
     unknown_event_rate: Rate = None,
 ) -> None:
-    """Serve the market-data half of the Binance protocol on loopback."""
+    """Serve the Binance protocol (market data, and trading on the matching engine) on loopback."""
     if source not in ("synthetic", "replay"):
         raise ConfigurationError(f"--source: unknown source {source!r} (use synthetic or replay)")
     if replay and source != "replay":

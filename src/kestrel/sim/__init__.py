@@ -56,6 +56,8 @@ Counting rules of `stats()` are in `kestrel.sim.stats`; what each fault does in 
 the synthetic market's model in `kestrel.sim.synthetic` and `kestrel.sim.synthetic_symbol`; replay
 in `kestrel.sim.replay`. Route groups are registered from their modules (`register_market_routes`,
 `add_stream_routes`, `rest.add_route` for weights), so the trading half can add `sim/trading/...`.
+The trading half (signed REST, user data streams, on the matching engine) is `kestrel.sim.trading`:
+`sim.trading`.
 """
 
 from kestrel.sim.book import BookView
