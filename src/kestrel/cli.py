@@ -18,6 +18,13 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from kestrel import __version__
+from kestrel.commands import backtest
+from kestrel.commands import data as data_commands
+from kestrel.commands import features as features_commands
+from kestrel.commands import ingest as ingest_commands
+from kestrel.commands import labels as labels_commands
+from kestrel.commands import research as research_commands
+from kestrel.commands import run as run_commands
 from kestrel.commands import sim as sim_commands
 from kestrel.config.loading import (
     ConfigProblems,
@@ -38,7 +45,15 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check, show and export configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(data_commands.app, name="data")
 app.add_typer(sim_commands.app, name="sim")
+app.command("ingest")(ingest_commands.ingest)
+app.add_typer(features_commands.app, name="features")
+app.add_typer(labels_commands.app, name="labels")
+app.command("train")(research_commands.train_command)
+app.add_typer(research_commands.models_app, name="models")
+app.command("backtest")(backtest.backtest_command)
+app.command("run")(run_commands.run_command)
 
 ConfigFile = Annotated[Path, typer.Argument(help="YAML configuration file", show_default=False)]
 
@@ -51,15 +66,16 @@ def version() -> None:
 
 @app.command()
 def demo(
-    duration: Annotated[
-        float,
-        typer.Option("--duration", min=0.0, help="Seconds of simulated market to run (0 = all of the sample)"),
-    ] = 0.0,
+    duration: Annotated[float, typer.Option("--duration", min=0.0, help="Seconds to trade (0 = until Ctrl-C)")] = 30.0,
+    speed: Annotated[float, typer.Option("--speed", min=0.1, max=100.0, help="Replay speed of the recordings")] = 4.0,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Where the ledger goes (default: a new temporary folder)")
+    ] = None,
 ) -> None:
     """Run the whole system on the embedded defaults against the local simulator."""
     from kestrel.demo import run_demo
 
-    run_demo(duration_s=duration)
+    run_demo(duration_s=duration, speed=speed, workdir=workdir)
 
 
 @config_app.command("check")

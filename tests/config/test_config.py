@@ -101,3 +101,13 @@ def test_committed_schema_is_current() -> None:
         "run: ./dev kestrel config schema --out config/kestrel.schema.json"
     )
     assert "environment" in committed["required"]
+
+
+def test_configuration_reference_is_current() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "scripts/config_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout

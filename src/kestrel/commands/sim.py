@@ -124,6 +124,11 @@ def serve(
     stale_snapshot_rate: Rate = None,
     malformed_rate: Rate = None,
     unknown_event_rate: Rate = None,
+    account: Annotated[list[str] | None, typer.Option(help="Trading account KEY:SECRET or NAME=KEY:SECRET")] = None,
+    balance: Annotated[list[str] | None, typer.Option(help="Starting balance [spot:|futures:]ASSET=AMOUNT")] = None,
+    accounts_file: Annotated[Path | None, typer.Option(help="YAML list of trading accounts")] = None,
+    trading: Annotated[bool, typer.Option(help="Serve the trading API (signed REST, user streams)")] = True,
+    spot_listen_key: Annotated[bool, typer.Option(help="Serve the retired spot listenKey endpoints")] = True,
 ) -> None:
     """Serve the market-data half of the Binance protocol on loopback."""
     if source not in ("synthetic", "replay"):
@@ -179,6 +184,10 @@ def serve(
         "malformed_rate": malformed_rate,
         "unknown_event_rate": unknown_event_rate,
     }
+    from kestrel.sim.trading.options import trading_options_from_cli
+
+    trading_options = trading_options_from_cli(account or [], balance or [], accounts_file, spot_listen_key)
+    values["trading"] = trading_options.model_copy(update={"enabled": trading})
     options = build_options(values, faults, flags)
     from kestrel.core.logs import configure_logging
 
@@ -213,6 +222,8 @@ async def _serve(options: Any, duration_s: float, stats_json: Path | None) -> No
             "seed": options.seed,
             "symbols": {market.value: len(simulator.symbols(market)) for market in options.markets},
         }
+        if simulator.trading is not None:  # for local use only: these keys open nothing but this simulator
+            line["accounts"] = simulator.trading.credentials_list()
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         if duration_s > 0:

@@ -6,12 +6,14 @@ stores; `config/prod.yaml` points the same code at the real exchange, PostgreSQL
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from kestrel.config.research import ResearchConfig
 from kestrel.core.enums import Market
 
 Percent = Annotated[float, Field(ge=0, le=100)]
@@ -66,6 +68,19 @@ class VenueConfig(Section):
     spot_user_stream: Literal["ws_api", "listen_key"] = Field(
         "ws_api", description="Spot user data: WS API subscribe (current) or legacy listenKey"
     )
+    futures_user_stream_route: Literal["private", "legacy"] = Field(
+        "private",
+        description="USD-M user data URL: <ws_url>/private/ws/<listenKey> (current) or legacy <ws_url>/ws/<listenKey>",
+    )
+    listen_key_keepalive_s: float = Field(
+        1800.0, gt=0, le=3600, description="listenKey keepalive period (keys expire after 60 min without one)"
+    )
+    user_stream_silence_s: float = Field(
+        30.0, gt=0, description="No user data event this long while orders are open ⇒ poll open orders by REST"
+    )
+    rest_poll_interval_s: float = Field(
+        5.0, gt=0, description="Period of the REST polling fallback while the user data stream is silent or down"
+    )
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -105,6 +120,21 @@ class IngestConfig(Section):
     gap_ratio_rebuild_pct: float = Field(0.2, gt=0, description="Gap ratio per minute (%) that forces a rebuild")
     depth_snapshot_limit: int = Field(1000, ge=5, le=5000, description="Levels requested in depth snapshots")
     exchange_info_refresh_h: float = Field(24.0, gt=0, description="Instrument registry refresh interval")
+    connection_lifetime_s: float = Field(
+        86_400.0, gt=0, description="Lifetime the exchange allows a stream connection (the 24 h cut)"
+    )
+    depth_reorder_window_ms: int = Field(
+        250,
+        ge=0,
+        le=10_000,
+        description="A depth event after a sequence break is held this long (or until the next depth event) "
+        "in case the missing event arrives late; then the gap is confirmed and the book resynced",
+    )
+    snapshot_concurrency: int = Field(4, ge=1, le=64, description="Depth snapshot requests in flight at once")
+    drift_poll_interval_s: float = Field(30.0, gt=0, description="Server-time polls for the clock-drift EWMA")
+    rest_fallback_after_s: float = Field(
+        2.0, ge=0, description="A shard down this long gets its symbols' top of book from REST (with cooldown)"
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> IngestConfig:
@@ -130,6 +160,9 @@ class StorageConfig(Section):
     parquet_compression_level: int = Field(3, ge=1, le=22, description="ZSTD level")
     recorder_flush_ms: int = Field(1000, ge=10, description="Recorder micro-batch flush interval")
     hot_cache_ttl_s: int = Field(5, ge=1, le=3600, description="TTL of Redis top-of-book snapshots (SETEX)")
+    redis_stream_maxlen: int = Field(10_000, ge=10, description="Approximate MAXLEN of mkt:tick / mkt:depth streams")
+    redis_depth_levels: int = Field(20, ge=1, le=1000, description="Book levels per side in mkt:depth entries")
+    recorder_fsync: bool = Field(True, description="fsync each Parquet part and its directory before committing")
 
     @field_validator("ledger_url")
     @classmethod
@@ -161,6 +194,81 @@ class ModelConfig(Section):
     inference_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
 
 
+# ---- strategy ------------------------------------------------------------------------------------
+class ScoreBand(Section):
+    """R-SE-3: probabilities from `min_probability` up get `size_multiplier` (0 = skip).
+
+    `inclusive: false` makes the bound strict (p > min), as in ">0.85 ×1.2".
+    """
+
+    min_probability: float = Field(ge=0, le=1)
+    size_multiplier: float = Field(ge=0)
+    inclusive: bool = True
+
+
+DEFAULT_SCORE_BANDS = [
+    ScoreBand(min_probability=0.85, size_multiplier=1.2, inclusive=False),
+    ScoreBand(min_probability=0.6, size_multiplier=1.0),
+    ScoreBand(min_probability=0.4, size_multiplier=0.5),
+    ScoreBand(min_probability=0.0, size_multiplier=0.0),
+]
+
+
+class StrategyConfig(Section):
+    rules_file: Path | None = Field(None, description="L1 rule DSL file (YAML); None = no rules")
+    score_bands: list[ScoreBand] = Field(DEFAULT_SCORE_BANDS, min_length=1, description="L2 p → size multiplier")
+    size_multiplier_min: float = Field(0.25, ge=0, description="Lower clamp of rules × model size multiplier")
+    size_multiplier_max: float = Field(2.0, gt=0, description="Upper clamp of rules × model size multiplier")
+    tp_multiplier_bounds: tuple[float, float] = Field((0.5, 2.0), description="Clamp of rule TP multipliers")
+    sl_multiplier_bounds: tuple[float, float] = Field((0.5, 2.0), description="Clamp of rule SL multipliers")
+    atr_stop_multiplier: float = Field(2.0, gt=0, description="R-SE-4: stop distance = min(mult × ATR, ...)")
+    max_loss_usdt: float = Field(2.0, gt=0, description="R-SE-4: stop distance ≤ max_loss_usdt / qty")
+    take_profit_margin_pct: float = Field(10.0, gt=0, description="R-SE-4: TP nets ≥ this % of the margins")
+    taker_fee_rate: float = Field(0.0005, ge=0, lt=0.01, description="Fee rate assumed by TP/cost planning")
+    target_volatility: float | None = Field(
+        None, gt=0, description="R-SE-7: annualised vol at which size is unscaled; None = no vol scaling"
+    )
+
+    @field_validator("score_bands")
+    @classmethod
+    def _bands_descending(cls, value: list[ScoreBand]) -> list[ScoreBand]:
+        thresholds = [band.min_probability for band in value]
+        if thresholds != sorted(thresholds, reverse=True) or thresholds[-1] != 0:
+            raise ValueError("bands must be in descending min_probability order and end at 0")
+        return value
+
+    @model_validator(mode="after")
+    def _clamps(self) -> StrategyConfig:
+        if self.size_multiplier_min > self.size_multiplier_max:
+            raise ValueError("size_multiplier_min must not exceed size_multiplier_max")
+        for name in ("tp_multiplier_bounds", "sl_multiplier_bounds"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
+        return self
+
+
+# ---- position manager ------------------------------------------------------------------------------
+class PositionConfig(Section):
+    """R-PM-1 position management (ROE = unrealized PnL / isolated margin, in %)."""
+
+    add_on_roe_pct: list[float] = Field([5.0, 10.0], max_length=2, description="ROE levels of the add-ons (max 2)")
+    add_on_fraction: float = Field(1.0, gt=0, le=2, description="Add-on quantity as a fraction of the first entry")
+    breakeven_roe_pct: float = Field(10.0, gt=0, description="ROE that moves the stop to net breakeven")
+    lock_roe_pct: float = Field(20.0, gt=0, description="ROE that moves the stop to lock a net profit")
+    lock_net_pct: float = Field(10.0, ge=0, description="Net profit locked (% of margin) at lock_roe_pct")
+    partial_close_roe_pct: float = Field(12.0, gt=0, description="ROE that closes the first entry's quantity")
+    max_holding_s: float = Field(86_400.0, gt=0, description="Close any position held longer than this")
+    sweep_interval_s: float = Field(5.0, ge=1, le=10, description="Backstop sweep period (event-driven otherwise)")
+
+    @field_validator("add_on_roe_pct")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if value != sorted(value) or any(level <= 0 for level in value):
+            raise ValueError("levels must be positive and ascending")
+        return value
+
+
 # ---- risk ----------------------------------------------------------------------------------------
 class RiskConfig(Section):
     leverage: int = Field(10, ge=1, le=125, description="Futures leverage used for sizing")
@@ -177,6 +285,17 @@ class RiskConfig(Section):
     min_depth_top1_usdt: float = Field(5_000.0, ge=0, description="L0 gate: top-of-book depth minimum")
     max_concurrent_entries_per_market: int = Field(5, ge=1, description="Open entries per market")
     spot_notional_budget_usdt: float = Field(1_000.0, ge=0, description="Σ spot notional budget")
+    high_volatility_throttle: float = Field(
+        3.0, ge=1, description="In high volatility the minimum trade interval is multiplied by this"
+    )
+    circuit_breaker_move_pct: float = Field(
+        5.0, gt=0, description="A price move larger than this within the window halts entries on the symbol"
+    )
+    circuit_breaker_window_s: float = Field(60.0, gt=0, description="Window of the violent-move check")
+    circuit_breaker_cooldown_s: float = Field(900.0, ge=0, description="How long a tripped symbol stays halted")
+    min_liquidity_score: float = Field(
+        0.2, ge=0, le=1, description="Symbols with liq_score below this are disabled; above it sizes scale by it"
+    )
     futures_margin_budget_usdt: float = Field(500.0, ge=0, description="Σ futures margin budget")
 
     @model_validator(mode="after")
@@ -229,6 +348,87 @@ class ExecutionConfig(Section):
         if bounds != sorted(bounds) or len(set(bounds)) != len(bounds) or bounds[0] != 0:
             raise ValueError("buckets must start at 0 and have strictly increasing min_notional_usdt")
         return value
+
+
+# ---- matching engine and backtests ---------------------------------------------------------------
+class LatencyConfig(Section):
+    """One latency model (R-BT-2). Every random draw is seeded from the run's seed."""
+
+    model: Literal["constant", "lognormal", "normal", "measured", "recorded"] = Field(
+        "constant",
+        description="constant; lognormal (min_ms + log-normal with median_ms, sigma); normal (mean_ms, std_ms, "
+        "truncated at min_ms); measured (drawn from samples_file); recorded (feed only: the recording's "
+        "receive times, shifted so the smallest delay is 0)",
+    )
+    constant_ms: float = Field(0.0, ge=0, description="Delay of the constant model")
+    median_ms: float = Field(1.0, gt=0, description="Median of the log-normal part")
+    sigma: float = Field(0.5, ge=0, description="Shape of the log-normal part")
+    mean_ms: float = Field(1.0, ge=0, description="Mean of the normal model")
+    std_ms: float = Field(0.5, ge=0, description="Standard deviation of the normal model")
+    min_ms: float = Field(0.0, ge=0, description="Floor added to (log-normal) or imposed on (normal) draws")
+    samples_file: Path | None = Field(
+        None, description="measured: lines of entry_ms,response_ms (or one round-trip value, split in half)"
+    )
+
+
+class FeeRatesConfig(Section):
+    maker: Decimal = Field(description="Maker rate as a fraction (0.0002 = 0.02 %)")
+    taker: Decimal = Field(description="Taker rate as a fraction")
+
+
+class MatchingConfig(Section):
+    """The matching engine shared by backtests, paper trading and the simulator."""
+
+    spot_fee_tier: int = Field(0, ge=0, le=9, description="Spot VIP tier of the published fee schedule")
+    futures_fee_tier: int = Field(0, ge=0, le=9, description="USD-M VIP tier of the published fee schedule")
+    fee_overrides: dict[Market, FeeRatesConfig] = Field({}, description="Rates replacing the tier's, per market")
+    queue_model: Literal["risk_averse", "power", "log"] = Field(
+        "power", description="How cancellations at our price level move our queue position (docs/matching.md)"
+    )
+    queue_power: float = Field(2.0, gt=0, description="Exponent n of the power queue model")
+    feed_latency: LatencyConfig = Field(
+        LatencyConfig(model="constant", constant_ms=5.0), description="Exchange → strategy market data delay"
+    )
+    order_entry_latency: LatencyConfig = Field(
+        LatencyConfig(model="constant", constant_ms=10.0), description="Strategy → exchange order delay"
+    )
+    order_response_latency: LatencyConfig = Field(
+        LatencyConfig(model="constant", constant_ms=10.0), description="Exchange → strategy report delay"
+    )
+    book_window_ticks: int = Field(
+        262_144, ge=1024, description="Ticks of book kept per symbol around the market (deeper levels are ignored)"
+    )
+    default_leverage: int = Field(20, ge=1, le=125, description="USD-M leverage of a symbol until set")
+    default_margin_type: Literal["CROSSED", "ISOLATED"] = Field("CROSSED", description="USD-M margin type until set")
+    leverage_brackets_file: Path | None = Field(
+        None, description="GET /fapi/v1/leverageBracket JSON; built-in BTC/ETH and generic tables otherwise"
+    )
+    liquidation_fee_rate: Decimal = Field(
+        Decimal("0.0125"), ge=0, le=1, description="Liquidation fee when the instrument does not state one"
+    )
+    bar_market_reserve: Decimal = Field(
+        Decimal("0.1"),
+        ge=0,
+        le=10,
+        description="Spot market-like buys that wait (bar mode, stops) lock this much above the reference price",
+    )
+
+
+class BacktestConfig(Section):
+    runs_dir: Path = Field(Path("data/runs"), description="Where `kestrel backtest` writes data/runs/{run_id}/")
+    spot_balances: dict[str, Decimal] = Field(
+        {"USDT": Decimal(10_000)}, description="Starting spot balances (only when the run trades spot)"
+    )
+    futures_balances: dict[str, Decimal] = Field(
+        {"USDT": Decimal(10_000)}, description="Starting USD-M wallet (only when the run trades futures)"
+    )
+    equity_interval_s: float = Field(1.0, gt=0, description="Equity curve sampling interval (at least one bar)")
+    require_snapshot: bool = Field(
+        True, description="Build books only from a REST snapshot (False: from diffs alone when a file has none)"
+    )
+    bar_order_latency_ms: float = Field(
+        0.0, ge=0, description="Order latency on kline data (0: orders sent at a close fill at the next open)"
+    )
 
 
 # ---- api / alerts / logging ----------------------------------------------------------------------
@@ -291,11 +491,16 @@ class KestrelConfig(BaseSettings):
     storage: StorageConfig = StorageConfig()
     feature: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    position: PositionConfig = PositionConfig()
     risk: RiskConfig = RiskConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    matching: MatchingConfig = MatchingConfig()
+    backtest: BacktestConfig = BacktestConfig()
     api: ApiConfig = ApiConfig()
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
+    research: ResearchConfig = ResearchConfig()
 
     @classmethod
     def settings_customise_sources(

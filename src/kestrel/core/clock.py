@@ -119,18 +119,11 @@ class _TimerHeap:
         return timer
 
 
-class SimClock:
-    """Deterministic clock for backtests and replay: time moves only when the driver says so."""
+class _TimerOwner:
+    """The timer half shared by both clocks."""
 
-    def __init__(self, start_ns: int = 0) -> None:
-        self._now_ns = start_ns
+    def __init__(self) -> None:
         self._timers = _TimerHeap()
-
-    def timestamp_ns(self) -> int:
-        return self._now_ns
-
-    def timestamp_ms(self) -> int:
-        return self._now_ns // NANOS_PER_MILLI
 
     def set_timer(
         self,
@@ -150,6 +143,20 @@ class SimClock:
 
     def next_timer_ns(self) -> int | None:
         return self._timers.next_timer_ns()
+
+
+class SimClock(_TimerOwner):
+    """Deterministic clock for backtests and replay: time moves only when the driver says so."""
+
+    def __init__(self, start_ns: int = 0) -> None:
+        super().__init__()
+        self._now_ns = start_ns
+
+    def timestamp_ns(self) -> int:
+        return self._now_ns
+
+    def timestamp_ms(self) -> int:
+        return self._now_ns // NANOS_PER_MILLI
 
     def fire_due_timers(self, until_ns: int) -> int:
         """Fire every timer due at or before `until_ns` in order, moving the clock to each fire time."""
@@ -169,15 +176,15 @@ class SimClock:
         return fired
 
 
-class LiveClock:
+class LiveClock(_TimerOwner):
     """Wall-clock time (UTC, ns). Timers fire when the node's loop calls `fire_due_timers`.
 
     `offset_ns` lets a caller model a known skew (the simulator's clock-skew fault uses it).
     """
 
     def __init__(self, offset_ns: int = 0) -> None:
+        super().__init__()
         self._offset_ns = offset_ns
-        self._timers = _TimerHeap()
 
     def timestamp_ns(self) -> int:
         return time.time_ns() + self._offset_ns
@@ -188,25 +195,6 @@ class LiveClock:
     def monotonic_ns(self) -> int:
         """For measuring durations (latency), immune to wall-clock steps."""
         return time.monotonic_ns()
-
-    def set_timer(
-        self,
-        name: str,
-        fire_at_ns: int,
-        callback: TimerCallback,
-        interval_ns: int | None = None,
-        stop_at_ns: int | None = None,
-    ) -> None:
-        self._timers.set_timer(name, fire_at_ns, callback, interval_ns, stop_at_ns)
-
-    def cancel_timer(self, name: str) -> None:
-        self._timers.cancel_timer(name)
-
-    def timer_names(self) -> list[str]:
-        return self._timers.timer_names()
-
-    def next_timer_ns(self) -> int | None:
-        return self._timers.next_timer_ns()
 
     def fire_due_timers(self, until_ns: int | None = None) -> int:
         limit = self.timestamp_ns() if until_ns is None else until_ns

@@ -142,6 +142,24 @@ class Order:
             raise ValueError(f"order {self.client_order_id}: {self.order_type.value} needs a stop price")
         self.ts_last = self.ts_init
 
+    @classmethod
+    def restore(cls, **fields: object) -> Order:
+        """Rebuild an order as a venue or the ledger reported it, without the entry checks of a new
+        order: a reported order may legitimately lack fields (a rejected order with no price)."""
+        order = object.__new__(cls)
+        defaults = {
+            "price": None, "stop_price": None, "time_in_force": None, "reduce_only": False,
+            "close_position": False, "iceberg_quantity": None, "trailing_callback_rate": None,
+            "activation_price": None, "status": OrderStatus.INITIALIZED, "venue_order_id": None,
+            "filled_quantity": _ZERO, "average_price": _ZERO, "reject_reason": None,
+        }  # fmt: skip
+        values = {**defaults, **fields}
+        values.setdefault("fees", {})
+        values.setdefault("ts_last", values["ts_init"])
+        for name in cls.__dataclass_fields__:
+            object.__setattr__(order, name, values[name])
+        return order
+
     @property
     def leaves_quantity(self) -> Decimal:
         return self.quantity - self.filled_quantity

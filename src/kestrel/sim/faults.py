@@ -15,7 +15,12 @@ A `FaultPlan` (from CLI flags, a YAML file, or Python) sets rates and schedules:
 - REST: `rest_5xx_rate` / `rest_429_rate` / `rest_418_rate` answer a fraction of requests with that
   status (429/418 with `Retry-After`), `stale_snapshot_rate` serves depth snapshots as the book was
   `stale_snapshot_age_ms` ago (older than the diffs a client has buffered since it subscribed);
-- the clock: `clock_skew_ms` shifts the server's clock (serverTime and every event time).
+- the clock: `clock_skew_ms` shifts the server's clock (serverTime and every event time);
+- trading (`kestrel.sim.trading`): `order_5xx_placed_rate` places the order then answers 5xx (outcome
+  unknown to the client), `order_5xx_unplaced_rate` answers 5xx without placing it,
+  `order_timeout_rate` places it, stalls `order_timeout_stall_s` and closes the connection unanswered;
+  `user_stream_silence_every_s` drops every user-data event for `user_stream_silence_s`,
+  `listen_key_expire_every_s` expires every listenKey.
 
 Decisions are drawn from one generator seeded from the plan's seed (or the simulator's), once per
 published message whether or not anyone is subscribed, so the same run injects the same faults on the
@@ -77,11 +82,20 @@ class FaultPlan(BaseModel):
     stale_snapshot_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of depth snapshots served stale")
     stale_snapshot_age_ms: int = Field(3000, ge=1, description="How old a stale snapshot is")
     clock_skew_ms: int = Field(0, ge=-3_600_000, le=3_600_000, description="Server clock minus true time")
+    order_5xx_placed_rate: Rate = Field(0.0, ge=0, le=1, description="Order requests placed, then answered 5xx")
+    order_5xx_unplaced_rate: Rate = Field(0.0, ge=0, le=1, description="Order requests answered 5xx, not placed")
+    order_timeout_rate: Rate = Field(0.0, ge=0, le=1, description="Order requests placed, then left unanswered")
+    order_timeout_stall_s: float = Field(5.0, ge=0, le=600, description="Stall before an unanswered order closes")
+    user_stream_silence_every_s: float | None = Field(None, gt=0, description="Drop user-data events at this period")
+    user_stream_silence_s: float = Field(5.0, gt=0, description="How long each user-stream silence lasts")
+    listen_key_expire_every_s: float | None = Field(None, gt=0, description="Expire every listenKey at this period")
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultPlan:
         if self.rest_5xx_rate + self.rest_429_rate + self.rest_418_rate > 1:
             raise ValueError("rest_5xx_rate + rest_429_rate + rest_418_rate must not exceed 1")
+        if self.order_5xx_placed_rate + self.order_5xx_unplaced_rate + self.order_timeout_rate > 1:
+            raise ValueError("order_5xx_placed_rate + order_5xx_unplaced_rate + order_timeout_rate must not exceed 1")
         return self
 
     @property

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kestrel.core.enums import Market
 from kestrel.sim.faults import FaultPlan
+from kestrel.sim.trading.options import TradingOptions
 
 
 class _Frozen(BaseModel):
@@ -92,6 +93,7 @@ class SimulatorOptions(_Frozen):
     book_history_updates: int = Field(
         8192, ge=100, le=1_000_000, description="Changes kept per book: how far back book_at can rebuild"
     )
+    trading: TradingOptions = Field(default_factory=TradingOptions, description="The trading API and its accounts")
 
     @field_validator("symbols")
     @classmethod

@@ -39,6 +39,8 @@ from kestrel.sim.state import MarketSource, SimulatorState, WeightWindow
 from kestrel.sim.stats import SimulatorStats
 from kestrel.sim.synthetic import SyntheticMarket
 from kestrel.sim.timeline import NANOS_PER_MILLI, Timeline
+from kestrel.sim.trading.desk import TradingDesk
+from kestrel.sim.trading.routes import install_trading
 from kestrel.sim.ws import WsSite, add_stream_routes, housekeeping
 
 log = get_logger(__name__)
@@ -83,6 +85,7 @@ class MarketSimulator:
                 Market.FUTURES: WeightWindow(self.options.scaled(60.0), self.options.limits.weight_per_minute_futures),
             },
         )
+        self.trading = TradingDesk(self.state, self.options.trading) if self.options.trading.enabled else None
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_url = self.ws_url = self.futures_ws_url = ""
@@ -147,8 +150,10 @@ class MarketSimulator:
         rest_app = web.Application(middlewares=[binance_middleware])
         register_market_routes(rest_app, self.state)
         shared_ws = web.Application()
-        add_stream_routes(shared_ws, self.state, WsSite(Market.SPOT))
         futures_ws = web.Application()
+        if self.trading is not None:  # first: /ws/<listenKey> must win over /ws/<streams>
+            install_trading(self.trading, rest_app, shared_ws, futures_ws)
+        add_stream_routes(shared_ws, self.state, WsSite(Market.SPOT))
         add_stream_routes(futures_ws, self.state, WsSite(Market.FUTURES))
         ports = [options.port + offset if options.port else 0 for offset in range(3)]
         urls = []
@@ -171,9 +176,13 @@ class MarketSimulator:
             asyncio.create_task(housekeeping(self.state), name="sim-housekeeping"),
             asyncio.create_task(self._fault_schedule(), name="sim-faults"),
         ]
+        if self.trading is not None:
+            self.trading.start()
         log.info("simulator started", rest=self.rest_url, ws=self.ws_url, futures_ws=self.futures_ws_url)
 
     async def stop(self) -> None:
+        if self.trading is not None:
+            await self.trading.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -284,7 +293,10 @@ class MarketSimulator:
         return self.source.book_view_at(market, symbol.upper(), update_id)
 
     def stats(self) -> dict[str, Any]:
-        return self.stats_data.as_dict()
+        data = self.stats_data.as_dict()
+        if self.trading is not None:
+            data["trading"] = self.trading.stats()
+        return data
 
     def server_time_ms(self) -> int:
         return self.timeline.server_ms()

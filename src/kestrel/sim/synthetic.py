@@ -52,6 +52,18 @@ class Publish(Protocol):
 
 Subscribed = Callable[[Market], set[str]]
 
+
+class MarketObserver(Protocol):
+    """Sees every book change, trade and mark update as it happens (the trading half feeds its
+    matching engine from these, so orders meet the book the streams show)."""
+
+    def on_book(self, spec: SymbolSpec, changes: list[Change], time_ns: int) -> None: ...
+
+    def on_trades(self, spec: SymbolSpec, trades: list[TradeRecord], time_ns: int) -> None: ...
+
+    def on_mark(self, spec: SymbolSpec, mark: Derivatives, time_ns: int) -> None: ...
+
+
 NANOS_PER_MILLI = 1_000_000
 MARK_PERIOD_NS = 1_000 * NANOS_PER_MILLI
 
@@ -146,6 +158,7 @@ class SyntheticMarket:
         self._sequence = itertools.count()
         self.now_ns = 0
         self.last_event_ns: dict[tuple[Market, str], int] = {}
+        self.observers: list[MarketObserver] = []
 
     # ---- timeline -----------------------------------------------------------------------------
     def origin_ns(self) -> int | None:
@@ -230,6 +243,8 @@ class SyntheticMarket:
         if not changes:
             return
         spec = channel.spec
+        for observer in self.observers:
+            observer.on_book(spec, changes, time_ns)
         market = spec.market
         first_id = changes[0][3]
         final_id = changes[-1][3]
@@ -298,6 +313,8 @@ class SyntheticMarket:
             self.publish(
                 market, channel.agg_trade, StreamKind.AGG_TRADE, spec.symbol, self._agg_payload(spec, aggregate)
             )
+        for observer in self.observers:
+            observer.on_trades(spec, trades, time_ns)
         self._after_changes(channel, changes, time_ns)
 
     def _agg_payload(self, spec: SymbolSpec, record: AggTradeRecord) -> Callable[[], bytes]:
@@ -415,6 +432,8 @@ class SyntheticMarket:
             if derivatives is None:
                 continue
             derivatives.update(channel.state, now_ms)
+            for observer in self.observers:
+                observer.on_mark(channel.spec, derivatives, time_ns)
             fields = derivatives.mark_fields(event_ms)
             updates.append(fields)
             payload = orjson.dumps(fields)

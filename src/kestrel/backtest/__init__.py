@@ -1,0 +1,1 @@
+"""The backtest driver (replay + SimClock + SimVenue + strategy), its reports and the bar fast path."""

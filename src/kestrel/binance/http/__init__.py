@@ -1,0 +1,1 @@
+"""Binance REST: signing, request weights and order counts, errors, the async client."""

@@ -1,0 +1,188 @@
+"""The async Binance REST client (aiohttp): signing, budgets, errors, retries.
+
+Errors, by what the caller must do:
+- `BinanceApiError` (4xx with a Binance code): the request was refused; fix it, do not resend as is.
+  Order rejections are `InvalidOrderError` / `InsufficientFunds` (subclasses carry the code).
+- `RateLimited`: 429 (wait `retry_after_ms`) or 418 (banned: stop; the operator must look).
+- `UnknownOutcome`: a write got a 5xx, -1006/-1007, or no answer (timeout, connection lost). The
+  order may or may not exist: resolve by querying its client order id, NEVER by resending blindly.
+- `TemporaryError`: a read failed transiently; `with_retries` retries reads with backoff.
+
+Time for `timestamp` comes from the Clock plus the measured offset to the server's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+
+from kestrel.binance.http.breaker import CircuitBreaker
+from kestrel.binance.http.endpoints import Endpoint
+from kestrel.binance.http.ratelimit import RateLimitTracker
+from kestrel.binance.http.signing import encode_params, signed_query
+from kestrel.core.clock import Clock
+from kestrel.core.errors import ConfigurationError, InsufficientFunds, InvalidOrderError, KestrelError, TemporaryError
+
+_INSUFFICIENT = {-2018, -2019}
+_UNKNOWN_CODES = {-1006, -1007}
+T = TypeVar("T")
+
+
+class BinanceApiError(KestrelError):
+    def __init__(self, code: int, message: str, http_status: int) -> None:
+        super().__init__(f"Binance error {code}: {message} (HTTP {http_status})")
+        self.code = code
+        self.http_status = http_status
+
+
+class UnknownOutcome(TemporaryError):
+    """A write's result is unknown: query by client order id before doing anything else."""
+
+
+class BinanceHttpClient:
+    def __init__(
+        self,
+        base_url: str,
+        clock: Clock,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        recv_window_ms: int = 5000,
+        timeout_ms: int = 10_000,
+        limits: RateLimitTracker | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self.recv_window_ms = recv_window_ms
+        self.timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        self.limits = limits or RateLimitTracker()
+        self.breaker = breaker or CircuitBreaker()
+        self.server_offset_ms = 0  # server − local, measured by `sync_time`
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> BinanceHttpClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def sync_time(self, endpoint: Endpoint) -> int:
+        """Measure the server clock offset (ms) with one round trip; midpoint estimate."""
+        sent = self.clock.timestamp_ms()
+        body = await self.call(endpoint)
+        received = self.clock.timestamp_ms()
+        self.server_offset_ms = int(body["serverTime"]) - (sent + received) // 2
+        return self.server_offset_ms
+
+    async def call(
+        self, endpoint: Endpoint, params: Mapping[str, object] | None = None, weight: int | None = None
+    ) -> Any:
+        """Send one request; returns the decoded JSON body."""
+        cost = endpoint.weight if weight is None else weight
+        now_ns = self.clock.timestamp_ns()
+        wait_ns = self.limits.wait_ns(cost, endpoint.orders, now_ns)
+        if wait_ns > 0:
+            await asyncio.sleep(wait_ns / 1e9)
+            now_ns = self.clock.timestamp_ns()
+        if endpoint.is_write:
+            self.breaker.before_call(now_ns)
+        self.limits.consume(cost, endpoint.orders, now_ns)
+        headers: dict[str, str] = {}
+        query = encode_params(params or {})
+        if endpoint.security != "NONE":
+            if not self._api_key:
+                raise ConfigurationError(f"{endpoint.path} needs an API key (venue.api_key)")
+            headers["X-MBX-APIKEY"] = self._api_key
+        if endpoint.signed:
+            if not self._api_secret:
+                raise ConfigurationError(f"{endpoint.path} needs an API secret (venue.api_secret)")
+            timestamp = self.clock.timestamp_ms() + self.server_offset_ms
+            query = signed_query(params or {}, self._api_secret, timestamp, self.recv_window_ms)
+        url = f"{self.base_url}{endpoint.path}" + (f"?{query}" if query else "")
+        try:
+            async with self._http().request(endpoint.method, url, headers=headers) as response:
+                raw = await response.read()
+                status = response.status
+                response_headers = {k: v for k, v in response.headers.items()}
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self._failed(endpoint)
+            kind = UnknownOutcome if endpoint.is_write else TemporaryError
+            raise kind(f"{endpoint.method} {endpoint.path}: no answer ({exc.__class__.__name__})") from exc
+        now_ns = self.clock.timestamp_ns()
+        self.limits.observe_headers(response_headers, now_ns)
+        return self._interpret(endpoint, status, raw, response_headers, now_ns)
+
+    def _failed(self, endpoint: Endpoint) -> None:
+        if endpoint.is_write:
+            self.breaker.on_failure(self.clock.timestamp_ns())
+
+    def _interpret(self, endpoint: Endpoint, status: int, raw: bytes, headers: Mapping[str, str], now_ns: int) -> Any:
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        if status in (418, 429):
+            retry_after = headers.get("Retry-After")
+            raise self.limits.observe_rejection(status, float(retry_after) if retry_after else None, now_ns)
+        code = int(body.get("code", 0)) if isinstance(body, dict) and "msg" in body else 0
+        message = str(body.get("msg", "")) if isinstance(body, dict) else ""
+        if status >= 500 or code in _UNKNOWN_CODES:
+            self._failed(endpoint)
+            kind = UnknownOutcome if endpoint.is_write else TemporaryError
+            raise kind(f"{endpoint.method} {endpoint.path}: HTTP {status} {message}".rstrip())
+        if status >= 400 or code < 0:
+            if endpoint.is_write:
+                self.breaker.on_success()  # the exchange answered: the path works, the request was wrong
+            if endpoint.orders and code in _INSUFFICIENT:
+                raise InsufficientFunds(message, code)
+            if endpoint.orders:
+                raise InvalidOrderError(f"Binance error {code}: {message}", code)
+            raise BinanceApiError(code, message, status)
+        if endpoint.is_write:
+            self.breaker.on_success()
+        return body
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    attempts: int = 5,
+    base_delay_s: float = 0.5,
+    max_delay_s: float = 8.0,
+    rng: random.Random | None = None,
+) -> T:
+    """The one retry helper: retries `TemporaryError` (not `UnknownOutcome`, not refusals) with
+    exponential backoff and full jitter; `RateLimited` waits its Retry-After; a ban is raised."""
+    from kestrel.core.errors import RateLimited
+
+    generator = rng or random.Random(0)
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except UnknownOutcome:
+            raise
+        except RateLimited as error:
+            if error.banned or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(error.retry_after_ms / 1000)
+        except TemporaryError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(generator.uniform(0, min(max_delay_s, base_delay_s * 2**attempt)))
+    raise AssertionError("unreachable")

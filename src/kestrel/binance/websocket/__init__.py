@@ -1,0 +1,1 @@
+"""Binance WebSocket market streams: frame decoding, the sharded stream client."""

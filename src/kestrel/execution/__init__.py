@@ -1,0 +1,1 @@
+"""Execution: order router (maker→taker, TWAP, OCO), order state, reconciler, transfers."""

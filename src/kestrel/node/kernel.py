@@ -1,0 +1,339 @@
+"""`TradingNode`: a strategy trading live market data, in paper or live mode.
+
+Built in one place (`TradingNode.start`) from configuration: LiveClock, message bus, the market-data
+feed, the venue, the ledger, the risk engine and the guard around the venue, then the strategy bound
+to them. What differs between modes is only what is injected:
+
+- paper, `VenueKind.SIMULATED`: our matching engine fed by the same live market data, behind
+  `SimVenue` with the configured order latency — a fill here comes from the same function as in a
+  backtest;
+- paper or live, `VenueKind.BINANCE`: the Binance REST + user-data adapter, pointed at the local
+  simulator or at the exchange by the venue URLs of the configuration.
+
+Market events arrive on the bus from the feed; the node applies them to the engine (simulated venue),
+then calls the strategy's callbacks, then lets due venue deliveries and timers run. Strategy exceptions
+are contained (counted, logged, the node goes on); a ledger failure stops new orders, never the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from kestrel.config.loading import config_revision, masked_dict
+from kestrel.config.models import KestrelConfig
+from kestrel.core.bus import MessageBus
+from kestrel.core.clock import LiveClock
+from kestrel.core.enums import Market
+from kestrel.core.errors import ConfigurationError
+from kestrel.core.events import (
+    AggregateTrade,
+    DepthSnapshot,
+    DepthUpdate,
+    FundingRate,
+    Kline,
+    MarkPrice,
+    Trade,
+)
+from kestrel.core.identifiers import Symbol
+from kestrel.core.instrument import GridFilter, Instrument
+from kestrel.core.logs import get_logger
+from kestrel.core.venue import AccountUpdate, BookView, OrderUpdate, Venue, VenueEvent
+from kestrel.execution.guard import GuardedVenue
+from kestrel.marketdata.feed import MarketDataFeed
+from kestrel.matching.engine import EngineSettings, MatchingEngine
+from kestrel.matching.settings import engine_settings, order_latency
+from kestrel.matching.venue import SimVenue
+from kestrel.node.books import LiveBookView
+from kestrel.risk.limits import RiskEngine
+from kestrel.storage.ledger import Ledger
+from kestrel.strategy.base import Strategy, StrategyContext
+
+log = get_logger(__name__)
+NANOS_PER_SECOND = 1_000_000_000
+PAPER_ACCOUNT = "paper"
+
+
+def _warm_up(settings: EngineSettings) -> None:
+    """Exercise a throwaway engine once so the compiled kernels are built before live data flows
+    (the first call would otherwise stall the event loop for the compile)."""
+    instrument = Instrument(
+        Symbol("WARMUSDT"), Market.FUTURES, "WARM", "USDT",
+        GridFilter("PRICE_FILTER", Decimal("0.1"), Decimal(1_000_000), Decimal("0.1")),
+        GridFilter("LOT_SIZE", Decimal("0.001"), Decimal(1000), Decimal("0.001")), margin_asset="USDT",
+    )  # fmt: skip
+    engine = MatchingEngine([instrument], settings)
+    engine.open_account("warm-up", spot_balances={instrument.quote_asset: Decimal(10**9)},
+                        futures_balances={"USDT": Decimal(10**9)})  # fmt: skip
+    tick = float(instrument.tick_size)
+    price = float(instrument.price_filter.minimum or instrument.tick_size) + 1000 * tick
+    market, symbol = instrument.market, str(instrument.symbol)
+    engine.apply(DepthSnapshot(market, symbol, 1, [(price, 1.0)], [(price + tick, 1.0)], 1, 1))
+    engine.apply(DepthUpdate(market, symbol, 2, 2, 1, [(price - tick, 1.0)], [], 2, 2))
+    engine.apply(Trade(market, symbol, 1, price, 0.5, True, 3, 3))
+
+
+class VenueKind(StrEnum):
+    SIMULATED = "simulated"  # our matching engine on the live data (paper only)
+    BINANCE = "binance"  # REST + user data streams to the configured URLs
+
+
+@dataclass
+class NodeSummary:
+    mode: str
+    venue: str
+    strategy: str
+    duration_s: float = 0.0
+    market_events: int = 0
+    orders: int = 0
+    fills: int = 0
+    rejections: int = 0
+    strategy_errors: int = 0
+    realized_pnl: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    equity: Decimal = Decimal(0)
+    start_equity: Decimal = Decimal(0)
+    positions: dict[str, str] = field(default_factory=dict)
+    gaps: int = 0
+    resyncs: int = 0
+    config_revision: str = ""
+
+    def lines(self) -> list[str]:
+        pnl = self.equity - self.start_equity
+        positions = ", ".join(f"{k} {v}" for k, v in self.positions.items()) or "flat"
+        return [
+            f"{self.mode} run of '{self.strategy}' on the {self.venue} venue, {self.duration_s:.1f} s, "
+            f"config {self.config_revision}",
+            f"market events {self.market_events}, data gaps {self.gaps} (resyncs {self.resyncs})",
+            f"orders {self.orders}, fills {self.fills}, rejections {self.rejections}, "
+            f"strategy errors {self.strategy_errors}",
+            f"equity {self.equity:.4f} USDT (PnL {pnl:+.4f}, fees {self.fees:.4f}); positions: {positions}",
+        ]
+
+
+class TradingNode:
+    def __init__(
+        self,
+        config: KestrelConfig,
+        strategy: Strategy,
+        *,
+        mode: Literal["paper", "live"] = "paper",
+        venue_kind: VenueKind = VenueKind.SIMULATED,
+        clock: LiveClock | None = None,
+        status: Callable[[str], None] | None = None,
+        status_interval_s: float = 1.0,
+    ) -> None:
+        if mode == "live" and venue_kind is not VenueKind.BINANCE:
+            raise ConfigurationError("live trading needs the Binance venue (simulated fills are paper only)")
+        self.config = config
+        self.strategy = strategy
+        self.mode = mode
+        self.venue_kind = venue_kind
+        self.clock = clock or LiveClock()
+        self.bus = MessageBus()
+        self.status = status
+        self.status_interval_s = status_interval_s
+        self.feed = MarketDataFeed(config, self.clock, bus=self.bus)
+        self.ledger: Ledger | None = None
+        self.engine: MatchingEngine | None = None
+        self.sim_venue: SimVenue | None = None
+        self.venue: GuardedVenue | None = None
+        self.risk: RiskEngine | None = None
+        self.books: dict[tuple[Market, str], BookView] = {}
+        self.instruments: dict[tuple[Market, str], Instrument] = {}
+        self.summary = NodeSummary(mode, venue_kind.value, strategy.name, config_revision=config_revision(config))
+        self._subscriptions = strategy.subscriptions()
+        self._started_ns = 0
+        self._stopping = asyncio.Event()
+
+    # ---- life cycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        config = self.config
+        self._started_ns = self.clock.timestamp_ns()
+        self.ledger = Ledger(config.storage.ledger_url)
+        self.ledger.migrate()
+        self.ledger.record_config_revision(self.summary.config_revision, masked_dict(config), self._started_ns)
+        if self.venue_kind is VenueKind.SIMULATED:
+            _warm_up(engine_settings(config.matching))  # before any socket is open: the compile blocks
+        await self.feed.start()
+        self.instruments = dict(self.feed.registry.instruments)
+        if not self.instruments:
+            raise ConfigurationError("no instrument to trade: check data.ingest.symbols and markets")
+        inner = self._build_venue()
+        equity = self._equity(inner)
+        self.summary.start_equity = equity
+        self.risk = RiskEngine(config.risk, equity if equity > 0 else Decimal(1), self._started_ns)
+        self.venue = GuardedVenue(
+            inner, self.clock, self.ledger, self.risk, id_prefix=f"node{self._started_ns}",
+            leverage=config.risk.leverage, mark_of=self._mark,
+        )  # fmt: skip
+        self.venue.set_event_handler(self._on_venue_event)
+        for market, symbol in self.instruments:
+            self._book(market, symbol)  # every view exists before the strategy first asks for one
+        self.strategy.bind(StrategyContext(self.venue, self.clock, self.instruments, self.books))
+        self.bus.subscribe("data.*", self._on_market)
+        self._guarded(self.strategy.on_start)
+
+    def _build_venue(self) -> Venue:
+        if self.venue_kind is VenueKind.BINANCE:
+            raise ConfigurationError("the Binance venue adapter is not part of this build yet; use the simulated venue")
+        config = self.config
+        engine = MatchingEngine(list(self.instruments.values()), engine_settings(config.matching))
+        engine.open_account(
+            PAPER_ACCOUNT,
+            spot_balances=dict(config.backtest.spot_balances),
+            futures_balances=dict(config.backtest.futures_balances),
+        )
+        self.engine = engine
+        self.sim_venue = SimVenue(engine, PAPER_ACCOUNT, self.clock, order_latency(config.matching, config.seed))
+        return self.sim_venue
+
+    async def run(self, duration_s: float | None = None) -> NodeSummary:
+        """Start, trade for `duration_s` once started (or until `request_stop()`), stop cleanly."""
+        await self.start()
+        self._started_ns = self.clock.timestamp_ns()
+        try:
+            await self._loop(duration_s)
+        finally:
+            await self.stop()
+        return self.summary
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def _loop(self, duration_s: float | None) -> None:
+        deadline = None if duration_s is None else self._started_ns + int(duration_s * NANOS_PER_SECOND)
+        next_status = self.clock.timestamp_ns()
+        while not self._stopping.is_set():
+            now = self.clock.timestamp_ns()
+            if deadline is not None and now >= deadline:
+                break
+            self._pump(now)
+            if self.status is not None and now >= next_status:
+                self.status(self.status_line())
+                next_status = now + int(self.status_interval_s * NANOS_PER_SECOND)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=0.001)
+
+    def _pump(self, now: int) -> None:
+        if self.sim_venue is not None:
+            self.sim_venue.process_due(now)
+        self.clock.fire_due_timers(now)
+
+    async def stop(self) -> None:
+        self._guarded(self.strategy.on_stop)
+        if self.sim_venue is not None:  # let in-flight responses arrive
+            self.sim_venue.process_due(self.clock.timestamp_ns() + 60 * NANOS_PER_SECOND)
+        await self.feed.stop()
+        self._finish_summary()
+        if self.ledger is not None:
+            self.ledger.audit("node.stopped", {"summary": self.summary.lines()}, self.clock.timestamp_ns())
+            self.ledger.close()
+
+    # ---- events ----------------------------------------------------------------------------------
+    def _on_market(self, event: object) -> None:
+        self.summary.market_events += 1
+        if (
+            self.engine is not None
+            and self.sim_venue is not None
+            and isinstance(event, DepthUpdate | DepthSnapshot | Trade | AggregateTrade | MarkPrice | FundingRate)
+        ):
+            self.sim_venue.on_engine_events(self.engine.apply(event))
+        if isinstance(event, MarkPrice) and self.risk is not None:
+            self.risk.on_price(event.market, event.symbol, event.mark_price, event.ts_init)
+        subscriptions = self._subscriptions
+        if isinstance(event, DepthUpdate | DepthSnapshot):
+            if "on_book" in subscriptions:
+                book = self._book(event.market, event.symbol)
+                if book is not None:
+                    self._guarded(self.strategy.on_book, book)
+        elif isinstance(event, Trade | AggregateTrade):
+            if "on_trade" in subscriptions:
+                self._guarded(self.strategy.on_trade, event)
+        elif isinstance(event, Kline):
+            if event.is_closed and "on_kline" in subscriptions:
+                self._guarded(self.strategy.on_kline, event)
+        elif isinstance(event, MarkPrice | FundingRate) and "on_funding" in subscriptions:
+            self._guarded(self.strategy.on_funding, event)
+        self._pump(self.clock.timestamp_ns())
+
+    def _on_venue_event(self, event: VenueEvent) -> None:
+        if isinstance(event, OrderUpdate):
+            if event.execution_type.value == "NEW":
+                self.summary.orders += 1
+            if event.execution_type.value == "REJECTED":
+                self.summary.rejections += 1
+            if event.fill is not None:
+                self.summary.fills += 1
+                self.summary.fees += event.fill.fee
+            if "on_order_update" in self._subscriptions:
+                self._guarded(self.strategy.on_order_update, event)
+        elif isinstance(event, AccountUpdate) and "on_account_update" in self._subscriptions:
+            self._guarded(self.strategy.on_account_update, event)
+
+    def _guarded(self, callback: Callable[..., None], *arguments: object) -> None:
+        try:
+            callback(*arguments)
+        except Exception as error:  # user strategy code must never take the node down
+            self.summary.strategy_errors += 1
+            log.error("strategy callback raised", callback=getattr(callback, "__name__", "?"), error=repr(error))
+
+    # ---- views -----------------------------------------------------------------------------------
+    def _book(self, market: Market, symbol: str) -> BookView | None:
+        """The strategy's view of a symbol's synchronised book (made on first use; the dict is the
+        same one the strategy context holds, so `Strategy.book()` sees it too)."""
+        key = (market, symbol)
+        view = self.books.get(key)
+        if view is None:
+            instrument = self.instruments.get(key)
+            if instrument is None:
+                return None
+            view = self.books[key] = LiveBookView(self.feed.sequencer.symbol(market, symbol).book.book, instrument)
+        return view
+
+    def _mark(self, market: Market, symbol: str) -> Decimal | None:
+        book = self._book(market, symbol)
+        mid = book.mid if book is not None else None
+        return Decimal(repr(mid)) if mid is not None else None
+
+    def _equity(self, venue: Venue) -> Decimal:
+        total = Decimal(0)
+        for market in (Market.SPOT, Market.FUTURES):
+            for balance in venue.balances(market):
+                if balance.asset == "USDT":
+                    total += balance.margin_balance if market is Market.FUTURES else balance.wallet
+                else:
+                    mark = self._mark(market, f"{balance.asset}USDT") if market is Market.SPOT else None
+                    total += balance.wallet * mark if mark is not None else Decimal(0)
+        return total
+
+    def status_line(self) -> str:
+        venue = self.venue
+        open_orders = len(venue.open_orders()) if venue is not None else 0
+        positions = venue.positions() if venue is not None else []
+        equity = self._equity(venue) if venue is not None else Decimal(0)
+        risk = "KILLED" if self.risk is not None and self.risk.kill_switch_engaged else "ok"
+        quality = self.feed.stats()["total"]
+        return (
+            f"[{(self.clock.timestamp_ns() - self._started_ns) / 1e9:7.1f}s] events {self.summary.market_events} "
+            f"gaps {quality.get('gaps_detected', 0)} | orders {self.summary.orders} open {open_orders} "
+            f"fills {self.summary.fills} rej {self.summary.rejections} | positions {len(positions)} | "
+            f"equity {equity:.2f} USDT | risk {risk}"
+        )
+
+    def _finish_summary(self) -> None:
+        summary = self.summary
+        summary.duration_s = (self.clock.timestamp_ns() - self._started_ns) / NANOS_PER_SECOND
+        if self.venue is not None:
+            summary.equity = self._equity(self.venue)
+            summary.positions = {p.symbol: f"{p.quantity}" for p in self.venue.positions()}
+            summary.realized_pnl = sum((p.realized_pnl for p in self.venue.positions()), Decimal(0))
+        with contextlib.suppress(Exception):
+            totals = self.feed.stats()["total"]
+            summary.gaps = int(totals.get("gaps_detected", 0))
+            summary.resyncs = int(totals.get("resyncs", 0))

@@ -1,0 +1,1 @@
+"""Portfolio: positions and PnL, and the position manager (R-PM-1)."""
