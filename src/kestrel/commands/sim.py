@@ -122,15 +122,15 @@ def serve(
     rest_418_rate: Rate = None,
     clock_skew_ms: Annotated[int | None, typer.Option(show_default=False)] = None,
     stale_snapshot_rate: Rate = None,
+    malformed_rate: Rate = None,
+    unknown_event_rate: Rate = None,
     account: Annotated[list[str] | None, typer.Option(help="Trading account KEY:SECRET or NAME=KEY:SECRET")] = None,
     balance: Annotated[list[str] | None, typer.Option(help="Starting balance [spot:|futures:]ASSET=AMOUNT")] = None,
     accounts_file: Annotated[Path | None, typer.Option(help="YAML list of trading accounts")] = None,
     trading: Annotated[bool, typer.Option(help="Serve the trading API (signed REST, user streams)")] = True,
     spot_listen_key: Annotated[bool, typer.Option(help="Serve the retired spot listenKey endpoints")] = True,
-    malformed_rate: Rate = None,
-    unknown_event_rate: Rate = None,
 ) -> None:
-    """Serve the Binance protocol (market data, and trading on the matching engine) on loopback."""
+    """Serve the market-data half of the Binance protocol on loopback."""
     if source not in ("synthetic", "replay"):
         raise ConfigurationError(f"--source: unknown source {source!r} (use synthetic or replay)")
     if replay and source != "replay":
