@@ -24,6 +24,7 @@ from kestrel.commands import features as features_commands
 from kestrel.commands import ingest as ingest_commands
 from kestrel.commands import labels as labels_commands
 from kestrel.commands import research as research_commands
+from kestrel.commands import run as run_commands
 from kestrel.commands import sim as sim_commands
 from kestrel.config.loading import (
     ConfigProblems,
@@ -52,6 +53,7 @@ app.add_typer(labels_commands.app, name="labels")
 app.command("train")(research_commands.train_command)
 app.add_typer(research_commands.models_app, name="models")
 app.command("backtest")(backtest.backtest_command)
+app.command("run")(run_commands.run_command)
 
 ConfigFile = Annotated[Path, typer.Argument(help="YAML configuration file", show_default=False)]
 
@@ -64,15 +66,16 @@ def version() -> None:
 
 @app.command()
 def demo(
-    duration: Annotated[
-        float,
-        typer.Option("--duration", min=0.0, help="Seconds of simulated market to run (0 = all of the sample)"),
-    ] = 0.0,
+    duration: Annotated[float, typer.Option("--duration", min=0.0, help="Seconds to trade (0 = until Ctrl-C)")] = 30.0,
+    speed: Annotated[float, typer.Option("--speed", min=0.1, max=100.0, help="Replay speed of the recordings")] = 4.0,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Where the ledger goes (default: a new temporary folder)")
+    ] = None,
 ) -> None:
     """Run the whole system on the embedded defaults against the local simulator."""
     from kestrel.demo import run_demo
 
-    run_demo(duration_s=duration)
+    run_demo(duration_s=duration, speed=speed, workdir=workdir)
 
 
 @config_app.command("check")

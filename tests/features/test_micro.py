@@ -174,3 +174,33 @@ def test_micro_batch_has_no_lookahead(shared_data: Path) -> None:
 
     report = check_lookahead(compute, cut_times(table["ts_init"].to_numpy(), 5), keys=("ts", "row"))
     assert report.passed, report.violations
+
+
+def test_book_matches_a_plain_dictionary_replay(shared_data: Path) -> None:
+    """The compiled book after every diff of a real recording equals a dict-of-levels replay."""
+    from kestrel.features import micro_kernels as kernels
+
+    events = list(frames_to_events(read_raw(shared_data / "hftbacktest/usdm/ethusdt_20240808.gz")))
+    engine = MicrostructureFeatures(MicroSpec(book_capacity=100_000), F)  # no level ever dropped
+    reference: dict[str, dict[float, float]] = {"bids": {}, "asks": {}}
+    for event in events:
+        engine.on_event(event)
+        if isinstance(event, DepthSnapshot):
+            reference = {"bids": dict(event.bids), "asks": dict(event.asks)}
+            pending = [e for e in events if isinstance(e, DepthUpdate) and e.ts_init <= event.ts_init]
+            for update in pending:  # the diffs buffered before the snapshot, as the synchroniser applies them
+                if update.final_update_id >= event.last_update_id:
+                    for side, levels in (("bids", update.bids), ("asks", update.asks)):
+                        for price, quantity in levels:
+                            reference[side][price] = quantity
+        elif isinstance(event, DepthUpdate) and reference["bids"]:
+            for side, levels in (("bids", event.bids), ("asks", event.asks)):
+                for price, quantity in levels:
+                    reference[side][price] = quantity
+    bids = sorted((p for p, q in reference["bids"].items() if q > 0), reverse=True)
+    asks = sorted(p for p, q in reference["asks"].items() if q > 0)
+    count_bids, count_asks = int(engine._n[kernels.N_BID_COUNT]), int(engine._n[kernels.N_ASK_COUNT])
+    assert count_bids == len(bids) and count_asks == len(asks)
+    assert engine._book[0, :count_bids][::-1].tolist() == bids
+    assert (-engine._book[2, :count_asks][::-1]).tolist() == asks
+    assert engine._book[1, count_bids - 1] == reference["bids"][bids[0]]

@@ -36,6 +36,8 @@ FAULT_FLAGS = {
     "rest_418_rate": "rest_418_rate",
     "clock_skew_ms": "clock_skew_ms",
     "stale_snapshot_rate": "stale_snapshot_rate",
+    "malformed_rate": "malformed_rate",
+    "unknown_event_rate": "unknown_event_rate",
 }
 
 Rate = Annotated[float | None, typer.Option(min=0.0, max=1.0, show_default=False)]
@@ -91,8 +93,11 @@ def serve(
         list[Path] | None, typer.Option("--replay", help="A raw recording to replay (repeat for several)")
     ] = None,
     replay_start: Annotated[
-        str, typer.Option(help="Replay: 'first_subscription' (default) or 'immediately'")
+        str, typer.Option(help="Replay: first_subscription (default), all_depth_subscribed or immediately")
     ] = "first_subscription",
+    replay_full_depth: Annotated[
+        bool, typer.Option(help="Replay: snapshots hold every level of the replayed book, whatever the limit")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic market and of the faults")] = 42,
     speed: Annotated[float, typer.Option(min=0.0, help="Timeline speed (1 = real time; replay: 0 = max)")] = 1.0,
     rate_scale: Annotated[float, typer.Option(min=0.0, help="Multiply every synthetic rate")] = 1.0,
@@ -117,8 +122,15 @@ def serve(
     rest_418_rate: Rate = None,
     clock_skew_ms: Annotated[int | None, typer.Option(show_default=False)] = None,
     stale_snapshot_rate: Rate = None,
+    account: Annotated[list[str] | None, typer.Option(help="Trading account KEY:SECRET or NAME=KEY:SECRET")] = None,
+    balance: Annotated[list[str] | None, typer.Option(help="Starting balance [spot:|futures:]ASSET=AMOUNT")] = None,
+    accounts_file: Annotated[Path | None, typer.Option(help="YAML list of trading accounts")] = None,
+    trading: Annotated[bool, typer.Option(help="Serve the trading API (signed REST, user streams)")] = True,
+    spot_listen_key: Annotated[bool, typer.Option(help="Serve the retired spot listenKey endpoints")] = True,
+    malformed_rate: Rate = None,
+    unknown_event_rate: Rate = None,
 ) -> None:
-    """Serve the market-data half of the Binance protocol on loopback."""
+    """Serve the Binance protocol (market data, and trading on the matching engine) on loopback."""
     if source not in ("synthetic", "replay"):
         raise ConfigurationError(f"--source: unknown source {source!r} (use synthetic or replay)")
     if replay and source != "replay":
@@ -128,7 +140,7 @@ def serve(
     for path in replay or []:
         if not path.is_file():
             raise ConfigurationError(f"--replay: {path}: no such file")
-    if replay_start not in ("first_subscription", "immediately"):
+    if replay_start not in ("first_subscription", "all_depth_subscribed", "immediately"):
         raise ConfigurationError(f"--replay-start: unknown value {replay_start!r}")
     if stats_json is not None and not stats_json.parent.exists():
         raise ConfigurationError(f"--stats-json: {stats_json.parent}: no such directory")
@@ -146,6 +158,7 @@ def serve(
         "source": source,
         "replay_files": list(replay or []),
         "replay_start": replay_start,
+        "replay_full_depth_snapshots": replay_full_depth,
         "seed": seed,
         "speed": speed,
         "rates": RateModel(scale=rate_scale),
@@ -168,7 +181,13 @@ def serve(
         "rest_418_rate": rest_418_rate,
         "clock_skew_ms": clock_skew_ms,
         "stale_snapshot_rate": stale_snapshot_rate,
+        "malformed_rate": malformed_rate,
+        "unknown_event_rate": unknown_event_rate,
     }
+    from kestrel.sim.trading.options import trading_options_from_cli
+
+    trading_options = trading_options_from_cli(account or [], balance or [], accounts_file, spot_listen_key)
+    values["trading"] = trading_options.model_copy(update={"enabled": trading})
     options = build_options(values, faults, flags)
     from kestrel.core.logs import configure_logging
 
@@ -203,6 +222,8 @@ async def _serve(options: Any, duration_s: float, stats_json: Path | None) -> No
             "seed": options.seed,
             "symbols": {market.value: len(simulator.symbols(market)) for market in options.markets},
         }
+        if simulator.trading is not None:  # for local use only: these keys open nothing but this simulator
+            line["accounts"] = simulator.trading.credentials_list()
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         if duration_s > 0:

@@ -68,6 +68,19 @@ class VenueConfig(Section):
     spot_user_stream: Literal["ws_api", "listen_key"] = Field(
         "ws_api", description="Spot user data: WS API subscribe (current) or legacy listenKey"
     )
+    futures_user_stream_route: Literal["private", "legacy"] = Field(
+        "private",
+        description="USD-M user data URL: <ws_url>/private/ws/<listenKey> (current) or legacy <ws_url>/ws/<listenKey>",
+    )
+    listen_key_keepalive_s: float = Field(
+        1800.0, gt=0, le=3600, description="listenKey keepalive period (keys expire after 60 min without one)"
+    )
+    user_stream_silence_s: float = Field(
+        30.0, gt=0, description="No user data event this long while orders are open ⇒ poll open orders by REST"
+    )
+    rest_poll_interval_s: float = Field(
+        5.0, gt=0, description="Period of the REST polling fallback while the user data stream is silent or down"
+    )
 
 
 # ---- data ----------------------------------------------------------------------------------------

@@ -29,21 +29,160 @@ import polars as pl
 from numba import njit
 
 from kestrel.core.errors import ConfigurationError, DataError
-from kestrel.features.kernels import (
-    MOMENTS_META,
-    ema_push,
-    moments_full,
-    moments_mean,
-    moments_push,
-    moments_std,
-    ring_lag,
-    ring_min,
-    ring_push,
-    ring_rank_pct,
-    wilder_push,
-)
 
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
+
+# ---- compiled primitives --------------------------------------------------------------------------
+# They live in this file, next to the step that calls them, on purpose: numba's on-disk cache is keyed
+# on the file of each function, not on the functions it calls, so a primitive kept in another file
+# could change while this file's cached machine code still ran the old version.
+#
+# Numerics: rolling sums are kept relative to an anchor (the newest value when the ring last wrapped)
+# and recomputed from the ring every `n` pushes: O(1) amortised updates without the cancellation of raw
+# Σx² on price levels or the drift of add/subtract running sums.
+
+# ---- univariate rolling window: meta = [pos, count, anchor, s1, s2] -------------------------------
+MOMENTS_META = 5
+
+
+@njit(cache=True, nogil=True)
+def moments_push(buffer: np.ndarray, meta: np.ndarray, x: float) -> None:
+    """Push `x` into a rolling window of len(buffer) values (population moments)."""
+    n = buffer.shape[0]
+    pos = int(meta[0])
+    count = int(meta[1])
+    anchor = meta[2]
+    if count == n:
+        old = buffer[pos] - anchor
+        meta[3] -= old
+        meta[4] -= old * old
+    else:
+        count += 1
+    buffer[pos] = x
+    d = x - anchor
+    meta[3] += d
+    meta[4] += d * d
+    pos += 1
+    if pos == n:
+        pos = 0
+        # re-anchor on the newest value and recompute: bounded error, O(1) amortised
+        anchor = x
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(count):
+            e = buffer[i] - anchor
+            s1 += e
+            s2 += e * e
+        meta[2] = anchor
+        meta[3] = s1
+        meta[4] = s2
+    meta[0] = pos
+    meta[1] = count
+
+
+@njit(cache=True, nogil=True)
+def moments_full(buffer: np.ndarray, meta: np.ndarray) -> bool:
+    return bool(int(meta[1]) == buffer.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def moments_mean(meta: np.ndarray) -> float:
+    count = meta[1]
+    return float(meta[2] + meta[3] / count) if count > 0 else math.nan
+
+
+@njit(cache=True, nogil=True)
+def moments_std(meta: np.ndarray) -> float:
+    """Population standard deviation (ddof 0, as TA-Lib's STDDEV)."""
+    count = meta[1]
+    if count <= 0:
+        return math.nan
+    m = meta[3] / count
+    var = meta[4] / count - m * m
+    return math.sqrt(var) if var > 0.0 else 0.0
+
+
+# ---- Wilder smoothing (ATR): meta = [count, sum, average] ----------------------------------------
+@njit(cache=True, nogil=True)
+def wilder_push(meta: np.ndarray, period: int, x: float) -> float:
+    """Wilder's average as TA-Lib computes ATR: a simple mean of the first `period` values, then
+    avg = (avg·(period−1) + x)/period. NaN until `period` values were seen."""
+    count = int(meta[0]) + 1
+    meta[0] = count
+    if count < period:
+        meta[1] += x
+        return math.nan
+    if count == period:
+        meta[2] = (meta[1] + x) / period
+        return float(meta[2])
+    average = meta[2] * (period - 1)
+    average += x
+    average /= period
+    meta[2] = average
+    return float(average)
+
+
+# ---- exponential moving average seeded by a simple mean (TA-Lib EMA): meta = [count, sum, ema] ----
+@njit(cache=True, nogil=True)
+def ema_push(meta: np.ndarray, period: int, x: float) -> float:
+    count = int(meta[0]) + 1
+    meta[0] = count
+    if count < period:
+        meta[1] += x
+        return math.nan
+    if count == period:
+        meta[2] = (meta[1] + x) / period
+        return float(meta[2])
+    k = 2.0 / (period + 1)
+    meta[2] = ((x - meta[2]) * k) + meta[2]
+    return float(meta[2])
+
+
+# ---- ring of recent values (lags, ranks, minima): meta = [pos, count] ------------------------------
+@njit(cache=True, nogil=True)
+def ring_push(buffer: np.ndarray, meta: np.ndarray, x: float) -> None:
+    n = buffer.shape[0]
+    pos = int(meta[0])
+    buffer[pos] = x
+    meta[0] = (pos + 1) % n
+    if meta[1] < n:
+        meta[1] += 1
+
+
+@njit(cache=True, nogil=True)
+def ring_lag(buffer: np.ndarray, meta: np.ndarray, lag: int) -> float:
+    """The value pushed `lag` pushes ago (0 = newest); NaN when not yet seen."""
+    n = buffer.shape[0]
+    if lag >= meta[1] or lag >= n:
+        return math.nan
+    return float(buffer[(int(meta[0]) - 1 - lag) % n])
+
+
+@njit(cache=True, nogil=True)
+def ring_rank_pct(buffer: np.ndarray, meta: np.ndarray, x: float) -> float:
+    """Fraction of the full window's values that are ≤ x (NaN until the window is full).
+
+    Equals pandas' ``rolling(n).rank(pct=True, method="max")`` when x is the newest value."""
+    n = buffer.shape[0]
+    if meta[1] < n or math.isnan(x):
+        return math.nan
+    below = 0
+    for i in range(n):
+        if buffer[i] <= x:
+            below += 1
+    return float(below / n)
+
+
+@njit(cache=True, nogil=True)
+def ring_min(buffer: np.ndarray, meta: np.ndarray) -> float:
+    count = int(meta[1])
+    if count == 0:
+        return math.nan
+    smallest = math.inf
+    for i in range(count):
+        smallest = min(smallest, buffer[i])
+    return smallest
+
 
 # layout header: parameters, then offsets into the state vector
 _ATR_N, _EMA_N, _N_RETURNS, _N_RV = 0, 1, 2, 3

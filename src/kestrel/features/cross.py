@@ -14,7 +14,81 @@ import polars as pl
 from numba import njit
 
 from kestrel.core.errors import ConfigurationError
-from kestrel.features.kernels import PAIR_META, pair_correlation, pair_push
+
+# Compiled in this file (not imported) so numba's per-file cache can never pair stale callers with
+# changed primitives.
+# ---- bivariate rolling window: meta = [pos, count, ax, ay, sx, sy, sxx, syy, sxy] ----------------
+PAIR_META = 9
+
+
+@njit(cache=True, nogil=True)
+def pair_push(bx: np.ndarray, by: np.ndarray, meta: np.ndarray, x: float, y: float) -> None:
+    n = bx.shape[0]
+    pos = int(meta[0])
+    count = int(meta[1])
+    ax = meta[2]
+    ay = meta[3]
+    if count == n:
+        ox = bx[pos] - ax
+        oy = by[pos] - ay
+        meta[4] -= ox
+        meta[5] -= oy
+        meta[6] -= ox * ox
+        meta[7] -= oy * oy
+        meta[8] -= ox * oy
+    else:
+        count += 1
+    bx[pos] = x
+    by[pos] = y
+    dx = x - ax
+    dy = y - ay
+    meta[4] += dx
+    meta[5] += dy
+    meta[6] += dx * dx
+    meta[7] += dy * dy
+    meta[8] += dx * dy
+    pos += 1
+    if pos == n:
+        pos = 0
+        ax = x
+        ay = y
+        sx = 0.0
+        sy = 0.0
+        sxx = 0.0
+        syy = 0.0
+        sxy = 0.0
+        for i in range(count):
+            ex = bx[i] - ax
+            ey = by[i] - ay
+            sx += ex
+            sy += ey
+            sxx += ex * ex
+            syy += ey * ey
+            sxy += ex * ey
+        meta[2] = ax
+        meta[3] = ay
+        meta[4] = sx
+        meta[5] = sy
+        meta[6] = sxx
+        meta[7] = syy
+        meta[8] = sxy
+    meta[0] = pos
+    meta[1] = count
+
+
+@njit(cache=True, nogil=True)
+def pair_correlation(meta: np.ndarray) -> float:
+    """Pearson correlation of the window (NaN when a side has zero variance)."""
+    count = meta[1]
+    if count < 2:
+        return math.nan
+    mx = meta[4] / count
+    my = meta[5] / count
+    vx = meta[6] / count - mx * mx
+    vy = meta[7] / count - my * my
+    if vx <= 0.0 or vy <= 0.0:
+        return math.nan
+    return float((meta[8] / count - mx * my) / math.sqrt(vx * vy))
 
 
 @njit(cache=True, nogil=True)

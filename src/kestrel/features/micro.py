@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from numba import njit
 
 from kestrel.core.enums import Market
 from kestrel.core.errors import ConfigurationError, DataError
@@ -269,58 +268,6 @@ def events_table(events: Iterable[MarketEvent], market: Market) -> pl.DataFrame:
     return builder.frame()
 
 
-@njit(cache=True, nogil=True)
-def _dispatch(
-    f: np.ndarray, n: np.ndarray, p: np.ndarray, o: np.ndarray, book: np.ndarray, kind: int, t: int, te: int,
-    a: float, b: float, c: float, d: float, e: int, bids: np.ndarray, asks: np.ndarray,
-) -> None:  # fmt: skip
-    if kind == k.KIND_TOP:
-        k.on_top(f, n, p, o, t, te, a, b, c, d)
-    elif kind == k.KIND_TRADE:
-        k.on_trade(f, n, p, o, t, te, a, b, c > 0.5)
-    elif kind == k.KIND_RESET or kind == k.KIND_DIFF:
-        k.on_book(f, n, p, o, book, t, te, kind == k.KIND_RESET, bids, asks)
-    elif kind == k.KIND_MARK:
-        k.on_mark(f, n, p, o, t, te, a, b, c, e)
-    elif kind == k.KIND_OI:
-        k.on_open_interest(f, n, p, o, t, te, a)
-    elif kind == k.KIND_LIQ:
-        k.on_liquidation(f, n, p, o, t, te, a)
-    elif kind == k.KIND_FUNDING:
-        k.on_settled_funding(f, n, p, o, t, te, a)
-
-
-@njit(cache=True, nogil=True)
-def _run(
-    f: np.ndarray, n: np.ndarray, p: np.ndarray, o: np.ndarray, book: np.ndarray,
-    kind: np.ndarray, ts_init: np.ndarray, ts_event: np.ndarray,
-    a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, e: np.ndarray,
-    bid_offsets: np.ndarray, bids: np.ndarray, ask_offsets: np.ndarray, asks: np.ndarray,
-    sample_every_ns: int, out: np.ndarray, out_ts: np.ndarray,
-) -> int:  # fmt: skip
-    rows = 0
-    next_sample = -1
-    for i in range(kind.shape[0]):
-        t = ts_init[i]
-        if sample_every_ns > 0:
-            if next_sample < 0:
-                next_sample = (t // sample_every_ns + 1) * sample_every_ns
-            while t > next_sample and rows < out.shape[0]:  # the state as of each grid time passed
-                out[rows] = o
-                out_ts[rows] = next_sample
-                rows += 1
-                next_sample += sample_every_ns
-        _dispatch(
-            f, n, p, o, book, kind[i], t, ts_event[i], a[i], b[i], c[i], d[i], e[i],
-            bids[bid_offsets[i] : bid_offsets[i + 1]], asks[ask_offsets[i] : ask_offsets[i + 1]],
-        )  # fmt: skip
-        if sample_every_ns == 0:
-            out[rows] = o
-            out_ts[rows] = t
-            rows += 1
-    return rows
-
-
 def _levels(table: pl.DataFrame, price: str, quantity: str) -> tuple[np.ndarray, np.ndarray]:
     lengths = table[price].list.len().fill_null(0).to_numpy().astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -353,7 +300,7 @@ def compute_micro_features(table: pl.DataFrame, spec: MicroSpec, sample_every_ns
     out = np.empty((capacity, o.shape[0]))
     out_ts = np.empty(capacity, dtype=np.int64)
     a, b, c, d = (np.ascontiguousarray(table[name].cast(pl.Float64).to_numpy()) for name in ("a", "b", "c", "d"))
-    rows = _run(
+    rows = k.run_table(
         f, n, spec.parameters(), o, book,
         table["kind"].cast(pl.Int64).to_numpy(), ts_init, table["ts_event"].cast(pl.Int64).to_numpy(),
         a, b, c, d, table["e"].cast(pl.Int64).to_numpy(), bid_offsets, bids, ask_offsets, asks,

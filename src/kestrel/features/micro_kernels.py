@@ -229,38 +229,60 @@ def _search(keys: np.ndarray, count: int, key: float) -> int:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _set_level(
-    keys: np.ndarray, quantities: np.ndarray, count: int, key: float, quantity: float, keep: int
-) -> tuple[int, float]:
-    """Set one level of a side stored worst-first (the best level is the last): an update near the
-    touch — most of them — shifts only the few better levels. Returns (new count, previous quantity).
-    When the arrays fill up, all but the best `keep` levels drop in one move (amortised O(1))."""
-    index = _search(keys, count, key)
-    if index < count and keys[index] == key:
-        previous = quantities[index]
-        if quantity > 0.0:
-            quantities[index] = quantity
-            return count, previous
-        for i in range(index, count - 1):
-            keys[i] = keys[i + 1]
-            quantities[i] = quantities[i + 1]
-        return count - 1, previous
-    if quantity <= 0.0:
-        return count, 0.0
-    if count == keys.shape[0]:  # full: keep the best `keep` levels
-        drop = count - keep
-        if index <= drop:
-            return count, 0.0  # worse than every level kept
+def _apply_side(
+    keys: np.ndarray, quantities: np.ndarray, count: int, levels: np.ndarray, sign: float, keep: int
+) -> tuple[int, float, float]:
+    """Merge one side's diff into its sorted arrays (stored worst-first, the best level last).
+
+    The updates are sorted and merged in one pass over the levels from the worst updated one up to
+    the touch — O(levels moved + updates) instead of one shift per update. Returns (new count, quantity
+    added, quantity removed). When the arrays would overflow, all but the best `keep` levels drop first.
+    """
+    m = levels.shape[0]
+    if m == 0:
+        return count, 0.0, 0.0
+    if count + m > keys.shape[0]:
+        drop = max(0, count - keep)
         keys[: count - drop] = keys[drop:count].copy()
         quantities[: count - drop] = quantities[drop:count].copy()
         count -= drop
-        index -= drop
-    for i in range(count, index, -1):
-        keys[i] = keys[i - 1]
-        quantities[i] = quantities[i - 1]
-    keys[index] = key
-    quantities[index] = quantity
-    return count + 1, 0.0
+    update_keys = sign * levels[:, 0]
+    order = np.argsort(update_keys, kind="mergesort")
+    low = _search(keys, count, update_keys[order[0]])
+    tail_keys = keys[low:count].copy()
+    tail_quantities = quantities[low:count].copy()
+    tail = tail_keys.shape[0]
+    added = 0.0
+    removed = 0.0
+    i = 0
+    j = 0
+    write = low
+    while i < tail or j < m:
+        if j < m and j + 1 < m and update_keys[order[j]] == update_keys[order[j + 1]]:
+            j += 1  # the same price twice in one message: the later one counts
+            continue
+        if j >= m or (i < tail and tail_keys[i] < update_keys[order[j]]):
+            keys[write] = tail_keys[i]
+            quantities[write] = tail_quantities[i]
+            write += 1
+            i += 1
+            continue
+        key = update_keys[order[j]]
+        quantity = levels[order[j], 1]
+        previous = 0.0
+        if i < tail and tail_keys[i] == key:
+            previous = tail_quantities[i]
+            i += 1
+        if quantity > 0.0:
+            keys[write] = key
+            quantities[write] = quantity
+            write += 1
+        if quantity > previous:
+            added += quantity - previous
+        else:
+            removed += previous - quantity
+        j += 1
+    return write, added, removed
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -346,19 +368,13 @@ def on_book(
         added = 0.0
         removed = 0.0
         for side in range(2):
-            levels = bids if side == 0 else asks
-            sign = 1.0 if side == 0 else -1.0
-            count = int(n[N_BID_COUNT + side])
-            for i in range(levels.shape[0]):
-                count, previous = _set_level(
-                    book[2 * side], book[2 * side + 1], count, sign * levels[i, 0], levels[i, 1], keep
-                )
-                change = levels[i, 1] - previous
-                if change > 0.0:
-                    added += change
-                else:
-                    removed -= change
+            count, side_added, side_removed = _apply_side(
+                book[2 * side], book[2 * side + 1], int(n[N_BID_COUNT + side]),
+                bids if side == 0 else asks, 1.0 if side == 0 else -1.0, keep,
+            )  # fmt: skip
             n[N_BID_COUNT + side] = count
+            added += side_added
+            removed += side_removed
         cancelled = max(0.0, removed - f[F_TRADED])
         for w in range(int(p[P_WINDOWS])):
             f[_acc(A_ADD, w)] += added
@@ -420,6 +436,59 @@ def on_liquidation(
     for w in range(int(p[P_WINDOWS])):
         f[_acc(A_LIQ, w)] += notional
     _outputs(f, p, o)
+
+
+# The table loop sits in this file with the handlers it calls: numba caches per file (see bars.py).
+@njit(cache=True, nogil=True)
+def _dispatch(
+    f: np.ndarray, n: np.ndarray, p: np.ndarray, o: np.ndarray, book: np.ndarray, kind: int, t: int, te: int,
+    a: float, b: float, c: float, d: float, e: int, bids: np.ndarray, asks: np.ndarray,
+) -> None:  # fmt: skip
+    if kind == KIND_TOP:
+        on_top(f, n, p, o, t, te, a, b, c, d)
+    elif kind == KIND_TRADE:
+        on_trade(f, n, p, o, t, te, a, b, c > 0.5)
+    elif kind in (KIND_RESET, KIND_DIFF):
+        on_book(f, n, p, o, book, t, te, kind == KIND_RESET, bids, asks)
+    elif kind == KIND_MARK:
+        on_mark(f, n, p, o, t, te, a, b, c, e)
+    elif kind == KIND_OI:
+        on_open_interest(f, n, p, o, t, te, a)
+    elif kind == KIND_LIQ:
+        on_liquidation(f, n, p, o, t, te, a)
+    elif kind == KIND_FUNDING:
+        on_settled_funding(f, n, p, o, t, te, a)
+
+
+@njit(cache=True, nogil=True)
+def run_table(
+    f: np.ndarray, n: np.ndarray, p: np.ndarray, o: np.ndarray, book: np.ndarray,
+    kind: np.ndarray, ts_init: np.ndarray, ts_event: np.ndarray,
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, e: np.ndarray,
+    bid_offsets: np.ndarray, bids: np.ndarray, ask_offsets: np.ndarray, asks: np.ndarray,
+    sample_every_ns: int, out: np.ndarray, out_ts: np.ndarray,
+) -> int:  # fmt: skip
+    rows = 0
+    next_sample = -1
+    for i in range(kind.shape[0]):
+        t = ts_init[i]
+        if sample_every_ns > 0:
+            if next_sample < 0:
+                next_sample = (t // sample_every_ns + 1) * sample_every_ns
+            while t > next_sample and rows < out.shape[0]:  # the state as of each grid time passed
+                out[rows] = o
+                out_ts[rows] = next_sample
+                rows += 1
+                next_sample += sample_every_ns
+        _dispatch(
+            f, n, p, o, book, kind[i], t, ts_event[i], a[i], b[i], c[i], d[i], e[i],
+            bids[bid_offsets[i] : bid_offsets[i + 1]], asks[ask_offsets[i] : ask_offsets[i + 1]],
+        )  # fmt: skip
+        if sample_every_ns == 0:
+            out[rows] = o
+            out_ts[rows] = t
+            rows += 1
+    return rows
 
 
 def new_state(capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

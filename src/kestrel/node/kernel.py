@@ -173,6 +173,8 @@ class TradingNode:
             leverage=config.risk.leverage, mark_of=self._mark,
         )  # fmt: skip
         self.venue.set_event_handler(self._on_venue_event)
+        for market, symbol in self.instruments:
+            self._book(market, symbol)  # every view exists before the strategy first asks for one
         self.strategy.bind(StrategyContext(self.venue, self.clock, self.instruments, self.books))
         self.bus.subscribe("data.*", self._on_market)
         self._guarded(self.strategy.on_start)

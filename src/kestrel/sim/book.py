@@ -12,9 +12,9 @@ turns keys into Decimals for `BookView`.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, insort
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -72,19 +72,67 @@ class SideBook:
         return other
 
 
+class UndoLog:
+    """A ring of the last `capacity` changes as raw int64 arrays (a few bytes per change instead of a
+    tuple of Python ints: 300 books × thousands of changes). The side is the sign of the price."""
+
+    __slots__ = ("_head", "_ids", "_prices", "_quantities", "capacity", "count")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids = array("q", bytes(8 * capacity))
+        self._prices = array("q", bytes(8 * capacity))
+        self._quantities = array("q", bytes(8 * capacity))
+        self._head = 0  # next slot to write
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, update_id: int, is_bid: bool, price: int, previous: int) -> int | None:
+        """Log a change; returns the id of the change it pushed out, if the ring was full."""
+        head = self._head
+        evicted = self._ids[head] if self.count == self.capacity else None
+        self._ids[head] = update_id
+        self._prices[head] = price if is_bid else -price
+        self._quantities[head] = previous
+        self._head = (head + 1) % self.capacity
+        if self.count < self.capacity:
+            self.count += 1
+        return evicted
+
+    def clear(self) -> None:
+        self._head = 0
+        self.count = 0
+
+    def newest_first(self) -> Iterator[tuple[int, bool, int, int]]:
+        """(update id, is_bid, price, previous quantity), newest first."""
+        ids, prices, quantities = self._ids, self._prices, self._quantities
+        index = self._head
+        for _ in range(self.count):
+            index = index - 1 if index else self.capacity - 1
+            price = prices[index]
+            yield ids[index], price > 0, abs(price), quantities[index]
+
+    def id_back(self, steps: int) -> int | None:
+        """The id of the change `steps` before the newest (0 = the newest), if still logged."""
+        if steps >= self.count:
+            return None
+        return self._ids[(self._head - 1 - steps) % self.capacity]
+
+
 class LevelBook:
     """Both sides of one symbol's book plus the update id and an undo log of recent changes."""
 
     __slots__ = ("_reachable_from", "asks", "bids", "history_limit", "last_update_id", "undo")
 
-    def __init__(self, history_limit: int = 20_000) -> None:
+    def __init__(self, history_limit: int = 4096) -> None:
         self.bids = SideBook()
         self.asks = SideBook()
         self.last_update_id = 0
         self.history_limit = history_limit
-        # (update id after the change, is_bid, price, previous quantity), oldest first. Several
-        # changes may share one id (a replayed diff applies all its levels under its `u`).
-        self.undo: deque[tuple[int, bool, int, int]] = deque()
+        # the recent changes; several may share one id (a replayed diff applies all its levels under its `u`)
+        self.undo = UndoLog(history_limit)
         self._reachable_from = 0  # the oldest id whose state can be rebuilt
 
     def apply(self, update_id: int, is_bid: bool, price: int, quantity: int) -> int:
@@ -92,11 +140,10 @@ class LevelBook:
         side = self.bids if is_bid else self.asks
         previous = side.set(price, quantity)
         self.last_update_id = update_id
-        undo = self.undo
-        if len(undo) >= self.history_limit:
+        evicted = self.undo.append(update_id, is_bid, price, previous)
+        if evicted is not None:
             # the state right after the evicted change's id stays reachable: every later change is logged
-            self._reachable_from = undo.popleft()[0]
-        undo.append((update_id, is_bid, price, previous))
+            self._reachable_from = evicted
         return previous
 
     def reset(self, update_id: int, bids: dict[int, int], asks: dict[int, int]) -> None:
@@ -137,7 +184,7 @@ class LevelBook:
             raise LookupError(f"update id {update_id} is older than the undo log ({self.oldest_reachable_id()})")
         bids = dict(self.bids.levels)
         asks = dict(self.asks.levels)
-        for change_id, is_bid, price, previous in reversed(self.undo):
+        for change_id, is_bid, price, previous in self.undo.newest_first():
             if change_id <= update_id:
                 break
             side = bids if is_bid else asks

@@ -3,16 +3,24 @@
 A `FaultPlan` (from CLI flags, a YAML file, or Python) sets rates and schedules:
 
 - stream messages: `gap_rate` withholds diff-depth messages (the next one's `U`/`pu` no longer links:
-  a sequence gap), `drop_rate` drops other messages, `duplicate_rate` sends a message twice,
+  a sequence gap), `drop_rate` drops other messages (by default only on aggTrade and trade, whose
+  contiguous ids let a client count every drop), `duplicate_rate` sends a message twice,
   `reorder_rate` holds a message back and sends it after the next one of the same stream,
-  `delay_ms` (+ `delay_jitter_ms`) delays delivery, order kept;
+  `delay_ms` (+ `delay_jitter_ms`) delays delivery, order kept; `malformed_rate` and
+  `unknown_event_rate` send an *extra* frame before a message (truncated JSON, or a well-formed event
+  of an unknown type), so the real sequence is untouched and only the parser's resilience is tested;
 - connections: `disconnect_every_s` closes (a fraction of) the connections, `stall_every_s` freezes
   them for `stall_duration_s` (frames queue up and arrive late), `shutdown_notice_every_s` sends the
   spot `serverShutdown` event and then closes;
 - REST: `rest_5xx_rate` / `rest_429_rate` / `rest_418_rate` answer a fraction of requests with that
   status (429/418 with `Retry-After`), `stale_snapshot_rate` serves depth snapshots as the book was
   `stale_snapshot_age_ms` ago (older than the diffs a client has buffered since it subscribed);
-- the clock: `clock_skew_ms` shifts the server's clock (serverTime and every event time).
+- the clock: `clock_skew_ms` shifts the server's clock (serverTime and every event time);
+- trading (`kestrel.sim.trading`): `order_5xx_placed_rate` places the order then answers 5xx (outcome
+  unknown to the client), `order_5xx_unplaced_rate` answers 5xx without placing it,
+  `order_timeout_rate` places it, stalls `order_timeout_stall_s` and closes the connection unanswered;
+  `user_stream_silence_every_s` drops every user-data event for `user_stream_silence_s`,
+  `listen_key_expire_every_s` expires every listenKey.
 
 Decisions are drawn from one generator seeded from the plan's seed (or the simulator's), once per
 published message whether or not anyone is subscribed, so the same run injects the same faults on the
@@ -34,7 +42,6 @@ from kestrel.core.errors import ConfigurationError
 from kestrel.sim.streams import StreamKind
 
 Rate = float
-NON_DEPTH_KINDS = [kind.value for kind in StreamKind if kind not in (StreamKind.DEPTH, StreamKind.SERVER)]
 ALL_KINDS = [kind.value for kind in StreamKind if kind is not StreamKind.SERVER]
 
 
@@ -48,12 +55,16 @@ class FaultPlan(BaseModel):
     gap_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of diff-depth messages withheld (sequence gaps)")
     drop_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of other stream messages dropped")
     drop_streams: list[StreamKind] = Field(
-        [StreamKind(kind) for kind in NON_DEPTH_KINDS], description="Stream kinds `drop_rate` applies to"
+        [StreamKind.AGG_TRADE, StreamKind.TRADE], description="Stream kinds `drop_rate` applies to"
     )
     duplicate_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of messages sent twice")
     duplicate_streams: list[StreamKind] = Field([StreamKind(kind) for kind in ALL_KINDS])
     reorder_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of messages swapped with the next one")
     reorder_streams: list[StreamKind] = Field([StreamKind(kind) for kind in ALL_KINDS])
+    malformed_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of messages preceded by a corrupt frame")
+    unknown_event_rate: Rate = Field(
+        0.0, ge=0, le=1, description="Fraction of messages preceded by an event of an unknown type"
+    )
     delay_ms: float = Field(0.0, ge=0, le=60_000, description="Extra delivery delay of every message")
     delay_jitter_ms: float = Field(0.0, ge=0, le=60_000, description="Uniform extra delay on top (order kept)")
     disconnect_every_s: float | None = Field(None, gt=0, description="Close connections at this period")
@@ -71,16 +82,29 @@ class FaultPlan(BaseModel):
     stale_snapshot_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of depth snapshots served stale")
     stale_snapshot_age_ms: int = Field(3000, ge=1, description="How old a stale snapshot is")
     clock_skew_ms: int = Field(0, ge=-3_600_000, le=3_600_000, description="Server clock minus true time")
+    order_5xx_placed_rate: Rate = Field(0.0, ge=0, le=1, description="Order requests placed, then answered 5xx")
+    order_5xx_unplaced_rate: Rate = Field(0.0, ge=0, le=1, description="Order requests answered 5xx, not placed")
+    order_timeout_rate: Rate = Field(0.0, ge=0, le=1, description="Order requests placed, then left unanswered")
+    order_timeout_stall_s: float = Field(5.0, ge=0, le=600, description="Stall before an unanswered order closes")
+    user_stream_silence_every_s: float | None = Field(None, gt=0, description="Drop user-data events at this period")
+    user_stream_silence_s: float = Field(5.0, gt=0, description="How long each user-stream silence lasts")
+    listen_key_expire_every_s: float | None = Field(None, gt=0, description="Expire every listenKey at this period")
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultPlan:
         if self.rest_5xx_rate + self.rest_429_rate + self.rest_418_rate > 1:
             raise ValueError("rest_5xx_rate + rest_429_rate + rest_418_rate must not exceed 1")
+        if self.order_5xx_placed_rate + self.order_5xx_unplaced_rate + self.order_timeout_rate > 1:
+            raise ValueError("order_5xx_placed_rate + order_5xx_unplaced_rate + order_timeout_rate must not exceed 1")
         return self
 
     @property
     def has_message_faults(self) -> bool:
         return any((self.gap_rate, self.drop_rate, self.duplicate_rate, self.reorder_rate))
+
+    @property
+    def has_extra_frames(self) -> bool:
+        return self.malformed_rate > 0 or self.unknown_event_rate > 0
 
     @property
     def has_delay(self) -> bool:
@@ -130,6 +154,8 @@ DROP = 1
 GAP = 2
 DUPLICATE = 3
 HOLD = 4
+MALFORMED = 5
+UNKNOWN_EVENT = 6
 
 
 class FaultInjector:
@@ -143,6 +169,7 @@ class FaultInjector:
         self._delay_rng = random.Random(f"faults:delay:{seed}")
         self._rest_rng = random.Random(f"faults:rest:{seed}")
         self._on_demand_rng = random.Random(f"faults:on-demand:{seed}")
+        self._extras_rng = random.Random(f"faults:extra-frames:{seed}")
         self.connection_rng = random.Random(f"faults:connections:{seed}")
         self._drop = frozenset(plan.drop_streams)
         self._duplicate = frozenset(plan.duplicate_streams)
@@ -185,6 +212,16 @@ class FaultInjector:
             draw -= plan.duplicate_rate
         if kind in self._reorder and draw < plan.reorder_rate:
             return HOLD
+        return SEND
+
+    def extra_frame(self) -> int:
+        """Before a delivered message: MALFORMED, UNKNOWN_EVENT or SEND (no extra frame)."""
+        plan = self.plan
+        draw = self._extras_rng.random()
+        if draw < plan.malformed_rate:
+            return MALFORMED
+        if draw < plan.malformed_rate + plan.unknown_event_rate:
+            return UNKNOWN_EVENT
         return SEND
 
     def _take_pending_gap(self, market: str, symbol: str) -> bool:

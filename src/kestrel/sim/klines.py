@@ -38,7 +38,7 @@ _FIXED_MS = {
     "1w": 604_800_000,
 }
 _MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-01 was a Thursday; weeks open on Monday
-SECOND_BARS_KEPT = 3_600
+SECOND_BARS_KEPT = 900  # 1s klines reach back 15 minutes
 
 
 @dataclass(slots=True)

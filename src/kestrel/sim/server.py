@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,7 @@ from kestrel.config.paths import shared_data_dir
 from kestrel.core.enums import Market
 from kestrel.core.errors import ConfigurationError, KestrelError
 from kestrel.core.logs import get_logger
+from kestrel.replay.raw import RawFrame
 from kestrel.sim.book import BookView
 from kestrel.sim.faults import FaultInjector, FaultPlan
 from kestrel.sim.hub import StreamHub
@@ -37,12 +39,16 @@ from kestrel.sim.state import MarketSource, SimulatorState, WeightWindow
 from kestrel.sim.stats import SimulatorStats
 from kestrel.sim.synthetic import SyntheticMarket
 from kestrel.sim.timeline import NANOS_PER_MILLI, Timeline
+from kestrel.sim.trading.desk import TradingDesk
+from kestrel.sim.trading.routes import install_trading
 from kestrel.sim.ws import WsSite, add_stream_routes, housekeeping
 
 log = get_logger(__name__)
 
 _IDLE_SLEEP_S = 0.05
+_MIN_SLEEP_S = 0.001
 _FAST_BACKLOG_FRAMES = 5_000  # speed 0: pause while a client has this many frames queued
+_EVENTS_PER_TURN = 2_000  # market events per pump turn before yielding to the loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +60,13 @@ class MarketEndpoints:
 class MarketSimulator:
     """The local Binance market-data simulator. Use as ``async with MarketSimulator(options) as sim:``."""
 
-    def __init__(self, options: SimulatorOptions | None = None) -> None:
+    def __init__(
+        self, options: SimulatorOptions | None = None, replay_frames: Iterable[RawFrame] | None = None
+    ) -> None:
+        """`replay_frames` (with source="replay"): frames to replay besides `options.replay_files`, e.g. our
+        own recordings through `kestrel.sim.event_frames.frames_from_events`."""
         self.options = options or SimulatorOptions()
+        self._replay_frames = replay_frames
         self.stats_data = SimulatorStats()
         self.timeline = Timeline(speed=self.options.speed)
         self._injector = FaultInjector(self.options.faults, self.options.seed)
@@ -74,6 +85,7 @@ class MarketSimulator:
                 Market.FUTURES: WeightWindow(self.options.scaled(60.0), self.options.limits.weight_per_minute_futures),
             },
         )
+        self.trading = TradingDesk(self.state, self.options.trading) if self.options.trading.enabled else None
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_url = self.ws_url = self.futures_ws_url = ""
@@ -83,8 +95,15 @@ class MarketSimulator:
         if options.source == "replay":
             from kestrel.sim.replay import ReplayMarket
 
+            if not options.replay_files and self._replay_frames is None:
+                raise ConfigurationError("replay needs at least one recording file (or frames)")
             return ReplayMarket(
-                options, self.hub.publish, self.hub.subscribed_streams, self.timeline, self._data_dir(required=False)
+                options,
+                self.hub.publish,
+                self.hub.subscribed_streams,
+                self.timeline,
+                self._data_dir(required=False),
+                self._replay_frames,
             )
         data_dir = self._data_dir(required=True)
         assert data_dir is not None
@@ -131,8 +150,10 @@ class MarketSimulator:
         rest_app = web.Application(middlewares=[binance_middleware])
         register_market_routes(rest_app, self.state)
         shared_ws = web.Application()
-        add_stream_routes(shared_ws, self.state, WsSite(Market.SPOT))
         futures_ws = web.Application()
+        if self.trading is not None:  # first: /ws/<listenKey> must win over /ws/<streams>
+            install_trading(self.trading, rest_app, shared_ws, futures_ws)
+        add_stream_routes(shared_ws, self.state, WsSite(Market.SPOT))
         add_stream_routes(futures_ws, self.state, WsSite(Market.FUTURES))
         ports = [options.port + offset if options.port else 0 for offset in range(3)]
         urls = []
@@ -155,9 +176,13 @@ class MarketSimulator:
             asyncio.create_task(housekeeping(self.state), name="sim-housekeeping"),
             asyncio.create_task(self._fault_schedule(), name="sim-faults"),
         ]
+        if self.trading is not None:
+            self.trading.start()
         log.info("simulator started", rest=self.rest_url, ws=self.ws_url, futures_ws=self.futures_ws_url)
 
     async def stop(self) -> None:
+        if self.trading is not None:
+            await self.trading.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -173,24 +198,34 @@ class MarketSimulator:
         self._runners = []
 
     async def _pump(self) -> None:
-        source, hub, timeline = self.source, self.hub, self.timeline
+        """Advance the source with the clock, a bounded number of events per turn so the loop (client
+        I/O, control messages, signals) never waits long; an overloaded generator falls behind (and
+        says so in the stats) instead of freezing the server."""
+        source, hub, timeline, stats = self.source, self.hub, self.timeline, self.stats_data
         while True:
             if timeline.as_fast_as_possible:
                 if hub.backlog() > _FAST_BACKLOG_FRAMES:
                     await asyncio.sleep(0.001)  # as fast as the clients take it, not faster
                     continue
-                processed = source.advance(timeline.now_ns())
+                processed = source.advance(timeline.now_ns(), _EVENTS_PER_TURN)
                 hub.flush_delayed(timeline.monotonic_s())
                 await asyncio.sleep(0 if processed else 0.005)
                 continue
-            source.advance(timeline.now_ns())
+            now_ns = timeline.now_ns()
+            source.advance(now_ns, _EVENTS_PER_TURN)
             hub.flush_delayed(timeline.monotonic_s())
             next_ns = source.next_event_ns()
+            if next_ns is not None and next_ns < now_ns:
+                behind_ms = (now_ns - next_ns) // NANOS_PER_MILLI
+                stats.max_behind_ms = max(stats.max_behind_ms, behind_ms)
+                await asyncio.sleep(0)
+                continue
             wait_s = _IDLE_SLEEP_S if next_ns is None else timeline.seconds_until(next_ns)
             next_delayed = hub.next_delayed_s()
             if next_delayed is not None:
                 wait_s = min(wait_s, next_delayed - timeline.monotonic_s())
-            await asyncio.sleep(min(max(wait_s, 0.0), _IDLE_SLEEP_S))
+            # never below the loop's 1 ms timer resolution: shorter sleeps would spin the pump
+            await asyncio.sleep(min(max(wait_s, _MIN_SLEEP_S), _IDLE_SLEEP_S))
 
     async def _fault_schedule(self) -> None:
         """The periodic connection faults of the plan (disconnects, stalls, shutdown notices)."""
@@ -258,7 +293,10 @@ class MarketSimulator:
         return self.source.book_view_at(market, symbol.upper(), update_id)
 
     def stats(self) -> dict[str, Any]:
-        return self.stats_data.as_dict()
+        data = self.stats_data.as_dict()
+        if self.trading is not None:
+            data["trading"] = self.trading.stats()
+        return data
 
     def server_time_ms(self) -> int:
         return self.timeline.server_ms()

@@ -49,7 +49,9 @@ SPOT: dict[str, Endpoint] = {
         _e("new_order", "POST", "/api/v3/order", T, 1, orders=1),
         _e("cancel_order", "DELETE", "/api/v3/order", T, 1),
         _e("query_order", "GET", "/api/v3/order", U, 4),
-        _e("open_orders", "GET", "/api/v3/openOrders", U, 6),
+        _e("open_orders", "GET", "/api/v3/openOrders", U, 6),  # 80 without symbol: OPEN_ORDERS_ALL_WEIGHT
+        _e("order_trades", "GET", "/api/v3/myTrades", U, 5),  # with orderId (20 without)
+        _e("amend_order", "PUT", "/api/v3/order/amend/keepPriority", T, 4),
         _e("new_oco", "POST", "/api/v3/orderList/oco", T, 1, orders=2),
         _e("cancel_order_list", "DELETE", "/api/v3/orderList", T, 1),
         _e("account", "GET", "/api/v3/account", U, 20),
@@ -74,12 +76,14 @@ FUTURES: dict[str, Endpoint] = {
         _e("new_order", "POST", "/fapi/v1/order", T, 0, orders=1),
         _e("cancel_order", "DELETE", "/fapi/v1/order", T, 1),
         _e("query_order", "GET", "/fapi/v1/order", U, 1),
-        _e("open_orders", "GET", "/fapi/v1/openOrders", U, 1),
+        _e("open_orders", "GET", "/fapi/v1/openOrders", U, 1),  # 40 without symbol
+        _e("modify_order", "PUT", "/fapi/v1/order", T, 0, orders=1),
+        _e("order_trades", "GET", "/fapi/v1/userTrades", U, 5),
         _e("cancel_all", "DELETE", "/fapi/v1/allOpenOrders", T, 1),
         _e("new_algo_order", "POST", "/fapi/v1/algoOrder", T, 0, orders=1),
         _e("cancel_algo_order", "DELETE", "/fapi/v1/algoOrder", T, 1),
         _e("query_algo_order", "GET", "/fapi/v1/algoOrder", U, 1),
-        _e("open_algo_orders", "GET", "/fapi/v1/openAlgoOrders", U, 1),
+        _e("open_algo_orders", "GET", "/fapi/v1/openAlgoOrders", U, 1),  # 40 without symbol
         _e("balance", "GET", "/fapi/v3/balance", U, 5),
         _e("account", "GET", "/fapi/v3/account", U, 5),
         _e("position_risk", "GET", "/fapi/v3/positionRisk", U, 5),
@@ -90,6 +94,9 @@ FUTURES: dict[str, Endpoint] = {
         _e("listen_key_close", "DELETE", "/fapi/v1/listenKey", K, 1),
     )
 }
+
+
+OPEN_ORDERS_ALL_WEIGHT = {"spot": 80, "futures": 40}  # openOrders / openAlgoOrders without `symbol`
 
 
 def depth_weight(futures: bool, limit: int) -> int:
