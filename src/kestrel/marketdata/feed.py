@@ -40,6 +40,7 @@ from kestrel.core.instrument import Instrument
 from kestrel.core.logs import get_logger
 from kestrel.marketdata.drift import ClockDrift
 from kestrel.marketdata.feed_stats import feed_stats, status_line
+from kestrel.marketdata.gc_policy import GcPolicy
 from kestrel.marketdata.policies import Backoff, RestCooldown
 from kestrel.marketdata.quality import QualityAudit, SymbolQuality
 from kestrel.marketdata.sequencer import Sequencer, SymbolSequence
@@ -88,6 +89,7 @@ class MarketDataFeed:
         recorder: ParquetRecorder | None = None,
         redis: RedisPublisher | None = None,
         stream_settings: StreamSettings | None = None,
+        manage_gc: bool = False,
     ) -> None:
         self.config = config
         self.ingest = config.data.ingest
@@ -129,6 +131,7 @@ class MarketDataFeed:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self.streaming_at_stop: int | None = None
+        self.gc = GcPolicy() if manage_gc else None
 
     # ---- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,6 +155,8 @@ class MarketDataFeed:
         self.shards = plan_shards(symbols, self.ingest.streams, self.ingest.streams_per_connection)
         for shard in self.shards:
             self._start_connection(shard)
+        if self.gc is not None:
+            self.gc.start()
         workers = [self._snapshot_worker() for _ in range(self.ingest.snapshot_concurrency)]
         for coroutine in (*workers, self._housekeeping(), self._drift_loop(), self._refresh_loop()):
             self._tasks.append(asyncio.create_task(coroutine))
@@ -351,6 +356,8 @@ class MarketDataFeed:
                         instrument_key = f"{market.value}:{symbol}"
                         self.redis.publish_depth(instrument_key, book.update_id, book.ts_event, now, bids, asks)
             self._roll_minute(now)
+            if self.gc is not None:
+                self.gc.tick(now, self.recorder.stats.flushes if self.recorder is not None else 0)
             if now - last_fallback >= 250 * NANOS_PER_MILLI:
                 last_fallback = now
                 self._rest_fallback(now)
@@ -449,6 +456,8 @@ class MarketDataFeed:
 
     # ---- stop / report --------------------------------------------------------------------------
     async def stop(self) -> None:
+        if self.gc is not None:
+            self.gc.stop()
         self.streaming_at_stop = sum(1 for c in self.connections if c.streaming)
         self._stopping = True
         for connection in self.connections:
