@@ -107,6 +107,7 @@ class BinanceVenue:
         self.streams: dict[Market, UserStream] = {}
         self.dispatcher = StreamDispatcher(self)
         self.polling: dict[Market, bool] = dict.fromkeys(settings.markets, False)
+        self.trades_unavailable: dict[Market, bool] = {}
         self._last_poll_ns: dict[Market, int] = dict.fromkeys(settings.markets, 0)
         self._ids = itertools.count(1)
         self._session_tag = f"{settings.client_id_tag}{clock.timestamp_ns()}"
@@ -462,6 +463,8 @@ class BinanceVenue:
             self.view.refuse(key, code, str(error), now, now)
             return
         answers = rest.parse_answer(wire.endpoint, body)
+        if not answers:  # accepted without the order's state: read it
+            await self._refresh(key)
         for answer in answers:
             if tracked is not None and tracked.algo and not answer.algo:
                 answer = OrderAnswer(tracked.snapshot, (), True, answer.snapshot)
@@ -644,12 +647,21 @@ class BinanceVenue:
             if tracked is None or not tracked.missing_fills:
                 return
             order_id = tracked.resulting_order_id if tracked.algo else tracked.snapshot.order_id
-            if not order_id:
-                return
             market, symbol, client_id = key
+            if not order_id or self.trades_unavailable.get(market):
+                self._synthesize(key)
+                return
             try:
                 fills = await self.rest[market].order_fills(symbol, order_id, ClientOrderId(client_id))
-            except (TemporaryError, BinanceApiError, KestrelError) as error:
+            except BinanceApiError as error:
+                if error.http_status == 404:  # the venue serves no trade list (our simulator, so far)
+                    log.warning("no trade list on this venue: fills derived from order totals", market=market.value)
+                    self.trades_unavailable[market] = True
+                    continue
+                log.warning("trade list refused; retrying", key=key, error=str(error), attempt=attempt)
+                await asyncio.sleep(self.settings.resolve_max_delay_s)
+                continue
+            except (TemporaryError, KestrelError) as error:
                 log.warning("trade list failed; retrying", key=key, error=str(error), attempt=attempt)
                 await asyncio.sleep(self.settings.resolve_max_delay_s)
                 continue
@@ -664,6 +676,10 @@ class BinanceVenue:
                 return
             await asyncio.sleep(self.settings.resolve_initial_delay_s * 2**attempt)
         log.error("fills still missing after the trade list", key=key)
+
+    def _synthesize(self, key: OrderKey) -> None:
+        if self.view.synthesize_missing_fill(key, self._now()) is not None:
+            self.counters.fills_from_rest += 1
 
     # ==== stream support ==========================================================================
     def _on_stream_connected(self, market: Market) -> None:
