@@ -120,7 +120,7 @@ async def settle(venue: BinanceVenue, events: list[VenueEvent], quiet_s: float =
         await venue.drain(timeout)
         count = len(events)
         await asyncio.sleep(quiet_s)
-        if len(events) == count and not [t for t in venue._tasks if not t.done()]:
+        if len(events) == count and venue.busy == 0:
             return
         if loop.time() > deadline:
             raise AssertionError("the venue did not settle")

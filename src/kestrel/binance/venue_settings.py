@@ -37,6 +37,7 @@ class BinanceVenueSettings:
     unknown_deadline_margin_s: float = 5.0
     unknown_floor_s: float = 10.0  # spot's own give-up time for a request (-1007 after 10 s)
     start_timeout_s: float = 15.0
+    keep_finished_orders: int = 10_000  # finished orders kept in the view (older ones are forgotten)
     client_id_tag: str = "v"  # generated client ids hash `<tag><start ns>-<n>`: unique per session
 
     @property
