@@ -201,3 +201,13 @@ def test_algo_order_refused_after_acceptance_expires_and_amendments_show_once() 
     view.apply(update(moved, ExecutionType.AMENDMENT))  # the stream's copy
     assert [e[0] for e in recorder.shown()] == [NEW, ExecutionType.AMENDMENT]
     assert view.snapshot(KEY).price == D("101")  # type: ignore[union-attr]
+
+
+def test_finished_orders_are_forgotten_beyond_the_bound() -> None:
+    view = OrderView("acc", lambda event: None)
+    for n in range(5):
+        finished = replace(snapshot(OrderStatus.CANCELED), client_order_id=ClientOrderId(f"done-{n}"), order_id=n + 1)
+        view.seed(finished)
+    view.seed(replace(snapshot(OrderStatus.NEW), client_order_id=ClientOrderId("open"), order_id=9))
+    assert view.forget_terminal(keep=2) == 3
+    assert sorted(k[2] for k in view.orders) == ["done-3", "done-4", "open"]

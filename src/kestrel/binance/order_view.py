@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from kestrel.core.enums import Market, OrderStatus, OrderType, Side
-from kestrel.core.identifiers import ClientOrderId
+from kestrel.core.enums import LiquiditySide, Market, OrderStatus, OrderType, Side
+from kestrel.core.identifiers import ClientOrderId, TradeId, VenueOrderId
 from kestrel.core.orders import Fill
 from kestrel.core.venue import ExecutionType, OrderRequest, OrderSnapshot, OrderUpdate, VenueEvent
 
@@ -93,6 +93,7 @@ class OrderView:
         self.algo_by_resulting: dict[int, OrderKey] = {}  # futures order id of a triggered algo order
         self.duplicate_fills = 0
         self.stale_reports = 0
+        self.synthetic_fills = 0
 
     # ---- queries --------------------------------------------------------------------------------
     def get(self, key: OrderKey) -> TrackedOrder | None:
@@ -225,6 +226,40 @@ class OrderView:
         self._apply_fill(tracked, update, fill)
         self._release_held(tracked)
 
+    def synthesize_missing_fill(self, key: OrderKey, ts_init: int) -> Fill | None:
+        """The last resort when a venue serves no trade list: one fill for the quantity the exchange
+        reports and we have no fill for, priced from the reported cumulative quote. Its trade id is
+        negative (no real trade has one) and its fee unknown (0, no asset): the position is right, the
+        fee is settled by the next balance read. A later stream copy is recognised by cumulative quantity."""
+        tracked = self.orders.get(key)
+        if tracked is None or not tracked.missing_fills:
+            return None
+        report = tracked.held.order if tracked.held is not None else tracked.snapshot
+        quantity = tracked.exchange_filled - tracked.filled
+        if report.filled_quantity == tracked.exchange_filled and report.cumulative_quote > tracked.quote:
+            price = (report.cumulative_quote - tracked.quote) / quantity
+        else:
+            price = report.average_price or report.price or ZERO
+        self.synthetic_fills += 1
+        order_id = tracked.resulting_order_id if tracked.algo and tracked.resulting_order_id else report.order_id
+        fill = Fill(
+            client_order_id=report.client_order_id,
+            venue_order_id=VenueOrderId(order_id),
+            trade_id=TradeId(-self.synthetic_fills),
+            market=report.market,
+            symbol=report.symbol,
+            side=report.side,
+            price=price,
+            quantity=quantity,
+            fee=ZERO,
+            fee_asset="",
+            liquidity=LiquiditySide.TAKER,
+            ts_event=report.ts_updated,
+            ts_init=ts_init,
+        )
+        self.apply_fill(key, fill, ts_init, tracked.exchange_filled)
+        return fill
+
     def reject(self, key: OrderKey, code: int | None, reason: str, ts_event: int, ts_init: int) -> None:
         """The exchange refused the new order (or it was never placed): REJECTED, once."""
         tracked = self.orders.get(key)
@@ -253,22 +288,23 @@ class OrderView:
 
     # ---- internals ------------------------------------------------------------------------------
     def _merged(self, tracked: TrackedOrder, report: OrderSnapshot, **changes: object) -> OrderSnapshot:
+        """The report as the order's new state: our fill totals, the earliest creation time, the
+        latest update time; one `replace` (the hot path of every event)."""
         current = tracked.snapshot
-        pre_ack = current.status in _PRE_ACK
-        merged = replace(
-            report,
-            order_id=report.order_id or current.order_id,
-            filled_quantity=tracked.filled,
-            cumulative_quote=tracked.quote,
-            ts_created=report.ts_created if pre_ack else min(current.ts_created, report.ts_created),
-            ts_updated=max(current.ts_updated, report.ts_updated),
-            triggered=current.triggered or report.triggered,
-            quantity=report.quantity or current.quantity,
-            expiry_reason=report.expiry_reason or current.expiry_reason,
-        )
+        merged: dict[str, object] = {
+            "order_id": report.order_id or current.order_id,
+            "filled_quantity": tracked.filled,
+            "cumulative_quote": tracked.quote,
+            "ts_created": report.ts_created
+            if current.status in _PRE_ACK
+            else min(current.ts_created, report.ts_created),
+            "ts_updated": max(current.ts_updated, report.ts_updated),
+            "triggered": current.triggered or report.triggered,
+            "quantity": report.quantity or current.quantity,
+            "expiry_reason": report.expiry_reason or current.expiry_reason,
+        }
         if tracked.algo:  # the algo order keeps its id, type and trigger; the resulting order adds fills
-            merged = replace(
-                merged,
+            merged.update(
                 order_id=current.order_id or report.order_id,
                 order_type=current.order_type,
                 stop_price=current.stop_price or report.stop_price,
@@ -276,7 +312,8 @@ class OrderView:
                 trailing_callback_rate=current.trailing_callback_rate or report.trailing_callback_rate,
                 close_position=current.close_position or report.close_position,
             )
-        return replace(merged, **changes) if changes else merged  # type: ignore[arg-type]
+        merged.update(changes)
+        return replace(report, **merged)  # type: ignore[arg-type]
 
     def _publish(
         self, tracked: TrackedOrder, snapshot: OrderSnapshot, execution: ExecutionType, ts_event: int, ts_init: int,

@@ -320,8 +320,9 @@ class ListenKeyStream(UserStream):
                 await self._keepalive
         if self.listen_key is not None:
             params = {"listenKey": self.listen_key} if self.market is Market.SPOT else None
-            with contextlib.suppress(KestrelError, aiohttp.ClientError, OSError):
-                await self.http.call(self.endpoints["listen_key_close"], params)
+            # best effort, and never held up by the request budget: an unclosed key expires by itself
+            with contextlib.suppress(KestrelError, aiohttp.ClientError, OSError, TimeoutError):
+                await asyncio.wait_for(self.http.call(self.endpoints["listen_key_close"], params), 2.0)
             self.listen_key = None
 
 

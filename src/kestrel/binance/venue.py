@@ -39,23 +39,21 @@ from kestrel.binance.order_view import OrderKey, OrderView, key_of
 from kestrel.binance.schemas import trading as wire_requests
 from kestrel.binance.schemas.trading import WireRequest, is_algo_order
 from kestrel.binance.userdata import ListenKeyStream, UserStream, WsApiUserStream
-from kestrel.binance.venue_rest import MarketRest, OrderAnswer, OrderNotFound, error_code
+from kestrel.binance.venue_recovery import NEVER_PLACED_CODE, Recovery, exchange_view
+from kestrel.binance.venue_rest import MarketRest, OrderAnswer, error_code
 from kestrel.binance.venue_settings import BinanceVenueSettings, VenueSnapshot
 from kestrel.binance.venue_stream import StreamDispatcher
 from kestrel.core.clock import Clock
 from kestrel.core.enums import MarginType, Market, OrderStatus
-from kestrel.core.errors import ConfigurationError, InvalidOrderError, KestrelError, RateLimited, TemporaryError
+from kestrel.core.errors import ConfigurationError, InvalidOrderError, RateLimited, TemporaryError
 from kestrel.core.identifiers import ClientOrderId, IntentId, client_order_id
 from kestrel.core.logs import get_logger
 from kestrel.core.venue import (
-    AccountUpdate,
-    AccountUpdateReason,
     Balance,
     ExecutionType,
     OcoRequest,
     OrderRequest,
     OrderSnapshot,
-    OrderUpdate,
     PositionSnapshot,
     VenueEvent,
     VenueEventHandler,
@@ -64,7 +62,6 @@ from kestrel.core.venue import (
 log = get_logger(__name__)
 
 RATE_LIMITED_CODE = -1003
-NEVER_PLACED_CODE = -2013
 UNKNOWN_ORDER = (-2011, "Unknown order sent.")
 
 
@@ -99,7 +96,8 @@ class BinanceVenue:
         self._handler: VenueEventHandler | None = None
         self.http = http or {market: self._make_http(market) for market in settings.markets}
         self.rest = {market: MarketRest(market, self.http[market], clock) for market in settings.markets}
-        self.view = OrderView(self.account_id, self._emit, self._on_missing_fills)
+        self.recovery = Recovery(self)
+        self.view = OrderView(self.account_id, self.emit, self.recovery.on_missing_fills)
         self.balances_view: dict[tuple[Market, str], Balance] = {}
         self.positions_view: dict[str, PositionSnapshot] = {}
         self.leverage: dict[str, int] = {}
@@ -107,17 +105,18 @@ class BinanceVenue:
         self.streams: dict[Market, UserStream] = {}
         self.dispatcher = StreamDispatcher(self)
         self.polling: dict[Market, bool] = dict.fromkeys(settings.markets, False)
-        self._last_poll_ns: dict[Market, int] = dict.fromkeys(settings.markets, 0)
+        self.trades_unavailable: dict[Market, bool] = {}
+        self.last_poll_ns: dict[Market, int] = dict.fromkeys(settings.markets, 0)
         self._ids = itertools.count(1)
         self._session_tag = f"{settings.client_id_tag}{clock.timestamp_ns()}"
         self._chains: dict[OrderKey, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream_tasks: list[asyncio.Task[None]] = []
-        self._fill_syncs: set[OrderKey] = set()
+        self.fill_syncs: set[OrderKey] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._buffer: list[tuple[Market, bytes, int]] | None = None
         self.started = False
-        self._stopping = False
+        self.stopping = False
 
     def _make_http(self, market: Market) -> BinanceHttpClient:
         settings = self.settings
@@ -159,7 +158,7 @@ class BinanceVenue:
         buffered, self._buffer = self._buffer, None
         for market, data, ts_init in buffered:
             self.dispatcher.on_frame(market, data, ts_init)
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._watcher = asyncio.get_running_loop().create_task(self.recovery.watch())
         self.started = True
         log.info(
             "binance venue started", markets=[m.value for m in self.settings.markets], orders=len(self.view.orders)
@@ -167,7 +166,7 @@ class BinanceVenue:
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Let in-flight commands finish (or resolve), then close streams and sessions."""
-        self._stopping = True
+        self.stopping = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -187,6 +186,11 @@ class BinanceVenue:
             stream.stop()
         await asyncio.gather(*self._stream_tasks, return_exceptions=True)
         self._stream_tasks.clear()
+
+    @property
+    def busy(self) -> int:
+        """Commands and background tasks (resolutions, fill reads, polls) still running."""
+        return sum(not task.done() for task in self._tasks)
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait until every command sent so far has its answer (tests, orderly shutdown)."""
@@ -212,12 +216,12 @@ class BinanceVenue:
             http = self.http[Market.SPOT]
             return WsApiUserStream(
                 self.clock, settings.spot_ws_api_url, settings.api_key, settings.api_secret, on_frame,
-                self._on_stream_connected, settings.user_stream, server_offset_ms=lambda: http.server_offset_ms,
+                self.recovery.on_stream_connected, settings.user_stream, server_offset_ms=lambda: http.server_offset_ms,
             )  # fmt: skip
         rest = self.rest[market]
         ws_base = settings.spot_ws_url if market is Market.SPOT else settings.futures_ws_url
         return ListenKeyStream(
-            market, self.clock, rest.http, rest.endpoints, ws_base, on_frame, self._on_stream_connected,
+            market, self.clock, rest.http, rest.endpoints, ws_base, on_frame, self.recovery.on_stream_connected,
             settings.user_stream,
         )  # fmt: skip
 
@@ -327,17 +331,17 @@ class BinanceVenue:
         positions: list[PositionSnapshot] = []
         for market, rest in self.rest.items():
             for answer in await rest.open_orders():
-                self._apply_answer(answer)
-                open_orders.append(_exchange_view(answer))
+                self.recovery.apply_answer(answer)
+                open_orders.append(exchange_view(answer))
             balances.extend(await rest.balances())
             if market is Market.FUTURES:
                 positions.extend(await rest.positions(self.leverage, self.margin_types))
         queried: list[OrderSnapshot] = []
         for key in orders:
-            found = await self._query_any(key)
+            found = await self.recovery.query_any(key)
             if found is not None:
-                self._apply_answer(found)
-                queried.append(_exchange_view(found))
+                self.recovery.apply_answer(found)
+                queried.append(exchange_view(found))
         return VenueSnapshot(
             tuple(open_orders), tuple(queried), tuple(positions), tuple(balances), self.clock.timestamp_ns()
         )
@@ -363,7 +367,7 @@ class BinanceVenue:
         self._track(task)
         task.add_done_callback(lambda done: self._chains.pop(key, None) if self._chains.get(key) is done else None)
 
-    def _spawn(self, action: Awaitable[None]) -> None:
+    def spawn(self, action: Awaitable[None]) -> None:
         async def run() -> None:
             try:
                 await action
@@ -379,11 +383,11 @@ class BinanceVenue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _now(self) -> int:
+    def now_ns(self) -> int:
         return self.clock.timestamp_ns()
 
     def _refuse_now(self, key: OrderKey, code: int | None, reason: str, request: OrderRequest | None) -> None:
-        now = self._now()
+        now = self.now_ns()
         side = request.side if request is not None else None
         self.view.refuse(key, code, reason, now, now, *(() if side is None else (side,)))
 
@@ -393,20 +397,20 @@ class BinanceVenue:
             body = await rest.call(wire)
         except UnknownOutcome as error:
             self.counters.unknown_outcomes += 1
-            self.view.mark_unknown(key, self._now())
+            self.view.mark_unknown(key, self.now_ns())
             log.warning("order outcome unknown; resolving by query", key=key, error=str(error))
-            await self._resolve_unknown(key)
+            await self.recovery.resolve_unknown(key)
             return
         except (InvalidOrderError, RateLimited, TemporaryError) as error:
             code = RATE_LIMITED_CODE if isinstance(error, RateLimited) else error_code(error)
-            now = self._now()
+            now = self.now_ns()
             if duplicate:
                 self.view.refuse(key, code, str(error), now, now)
             else:
                 self.view.reject(key, code, str(error), now, now)
             return
         for answer in rest.parse_answer(wire.endpoint, body):
-            self._apply_answer(answer)
+            self.recovery.apply_answer(answer)
 
     async def _submit_oco(self, key: OrderKey, request: OcoRequest) -> None:
         rest = self.rest[Market.SPOT]
@@ -417,24 +421,24 @@ class BinanceVenue:
         except UnknownOutcome:
             self.counters.unknown_outcomes += 1
             legs = [(Market.SPOT, request.symbol, str(leg.client_order_id)) for leg in (request.above, request.below)]
-            if not await self._resolve_legs(legs):
-                now = self._now()
+            if not await self.recovery.resolve_legs(legs):
+                now = self.now_ns()
                 self.view.refuse(
                     key, NEVER_PLACED_CODE, "OCO never placed (unknown outcome resolved by query)", now, now
                 )
             return
         except (InvalidOrderError, RateLimited, TemporaryError) as error:
             code = RATE_LIMITED_CODE if isinstance(error, RateLimited) else error_code(error)
-            now = self._now()
+            now = self.now_ns()
             self.view.refuse(key, code, str(error), now, now, request.side)
             return
         for answer in rest.parse_answer(wire.endpoint, body):
-            self._apply_answer(answer)
+            self.recovery.apply_answer(answer)
 
     async def _cancel(self, key: OrderKey) -> None:
         market, symbol, client_id = key
         tracked = self.view.get(key)
-        now = self._now()
+        now = self.now_ns()
         if tracked is not None and (
             tracked.snapshot.status.is_terminal or tracked.snapshot.status is OrderStatus.UNKNOWN
         ):
@@ -452,25 +456,27 @@ class BinanceVenue:
             body = await rest.call(wire)
         except UnknownOutcome:
             self.counters.unknown_outcomes += 1
-            await self._refresh_until_known(key)
+            await self.recovery.refresh_until_known(key)
             return
         except (BinanceApiError, InvalidOrderError, RateLimited, TemporaryError) as error:
             code = RATE_LIMITED_CODE if isinstance(error, RateLimited) else error_code(error)
             if not isinstance(error, RateLimited | TemporaryError):
-                await self._refresh(key)  # learn what happened to the order before reporting the refusal
-            now = self._now()
+                await self.recovery.refresh(key)  # learn what happened to the order before reporting the refusal
+            now = self.now_ns()
             self.view.refuse(key, code, str(error), now, now)
             return
         answers = rest.parse_answer(wire.endpoint, body)
+        if not answers:  # accepted without the order's state: read it
+            await self.recovery.refresh(key)
         for answer in answers:
             if tracked is not None and tracked.algo and not answer.algo:
                 answer = OrderAnswer(tracked.snapshot, (), True, answer.snapshot)
-            self._apply_answer(answer)
+            self.recovery.apply_answer(answer)
 
     async def _modify(self, key: OrderKey, price: Decimal | None, quantity: Decimal | None) -> None:
         market, symbol, client_id = key
         tracked = self.view.get(key)
-        now = self._now()
+        now = self.now_ns()
         if tracked is None or not tracked.snapshot.status.is_open or market not in self.rest:
             self.view.refuse(key, *UNKNOWN_ORDER, now, now)
             return
@@ -493,268 +499,20 @@ class BinanceVenue:
             body = await rest.call(wire)
         except UnknownOutcome:
             self.counters.unknown_outcomes += 1
-            await self._refresh_until_known(key, ExecutionType.AMENDMENT)
+            await self.recovery.refresh_until_known(key, ExecutionType.AMENDMENT)
             return
         except (BinanceApiError, InvalidOrderError, RateLimited, TemporaryError) as error:
             code = RATE_LIMITED_CODE if isinstance(error, RateLimited) else error_code(error)
             if not isinstance(error, RateLimited | TemporaryError):
-                await self._refresh(key)
-            now = self._now()
+                await self.recovery.refresh(key)
+            now = self.now_ns()
             self.view.refuse(key, code, str(error), now, now)
             return
         for answer in rest.parse_answer(wire.endpoint, body):
-            self._apply_answer(answer, ExecutionType.AMENDMENT)
-
-    # ==== applying REST answers ===================================================================
-    def _apply_answer(self, answer: OrderAnswer, execution: ExecutionType | None = None) -> None:
-        """Fills listed in the answer (each once), then the order's state."""
-        snapshot = answer.snapshot
-        ts_init = self._now()
-        for fill in answer.fills:
-            self.view.apply(OrderUpdate(self.account_id, snapshot, ExecutionType.TRADE, fill.ts_event, ts_init, fill))
-        kind = execution or _execution_of(snapshot.status)
-        self.view.apply(OrderUpdate(self.account_id, snapshot, kind, snapshot.ts_updated, ts_init), algo=answer.algo)
-        if answer.resulting is not None:
-            key = key_of(snapshot)
-            self.view.link_resulting_order(key, answer.resulting.order_id)
-            resulting = replace(answer.resulting, client_order_id=snapshot.client_order_id, triggered=True)
-            self.view.apply(
-                OrderUpdate(self.account_id, resulting, _execution_of(resulting.status), resulting.ts_updated, ts_init)
-            )
-
-    async def _query_any(self, key: OrderKey) -> OrderAnswer | None:
-        """Query an order the view may not know (from the ledger): as a plain order, then on futures
-        as an algo order; None when the exchange knows neither."""
-        market, symbol, client_id = key
-        tracked = self.view.get(key)
-        kinds = [tracked.algo] if tracked is not None else ([False, True] if market is Market.FUTURES else [False])
-        for algo in kinds:
-            with contextlib.suppress(OrderNotFound):
-                return await self.rest[market].query_order(symbol, client_id, algo)
-        return None
-
-    async def _query(self, key: OrderKey) -> OrderAnswer:
-        market, symbol, client_id = key
-        tracked = self.view.get(key)
-        return await self.rest[market].query_order(symbol, client_id, tracked is not None and tracked.algo)
-
-    async def _refresh(self, key: OrderKey) -> bool:
-        """Read the order's state now (and its missing fills); False when the exchange does not know it."""
-        try:
-            answer = await self._query(key)
-        except OrderNotFound:
-            return False
-        except (TemporaryError, BinanceApiError) as error:
-            log.warning("order query failed", key=key, error=str(error))
-            return True
-        self._apply_answer(answer)
-        await self._sync_fills(key)
-        return True
-
-    async def _refresh_until_known(self, key: OrderKey, execution: ExecutionType | None = None) -> None:
-        """After a cancel / modify with an unknown outcome: query until the exchange answers."""
-        delay = self.settings.resolve_initial_delay_s
-        while not self._stopping:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.resolve_max_delay_s)
-            try:
-                answer = await self._query(key)
-            except OrderNotFound:
-                return
-            except (TemporaryError, BinanceApiError) as error:
-                log.warning("order query failed; retrying", key=key, error=str(error))
-                continue
-            self._apply_answer(answer, execution)
-            await self._sync_fills(key)
-            return
-
-    async def _resolve_unknown(self, key: OrderKey) -> None:
-        """A submission whose outcome is unknown: query by client id until the exchange knows the order,
-        or until it can no longer accept it (then it was never placed). Never resend."""
-        deadline = self._now() + int(self.settings.unknown_deadline_s * 1e9)
-        delay = self.settings.resolve_initial_delay_s
-        while not self._stopping:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.resolve_max_delay_s)
-            tracked = self.view.get(key)
-            if tracked is None or tracked.snapshot.status is not OrderStatus.UNKNOWN:
-                self.counters.resolved_by_query += tracked is not None and tracked.snapshot.status.is_terminal is False
-                return  # the user data stream told us first
-            try:
-                answer = await self._query(key)
-            except OrderNotFound:
-                if self._now() >= deadline:
-                    self.counters.never_placed += 1
-                    now = self._now()
-                    self.view.reject(
-                        key, NEVER_PLACED_CODE, "never placed (unknown outcome resolved by query)", now, now
-                    )
-                    return
-                continue
-            except (TemporaryError, BinanceApiError) as error:
-                log.warning("order query failed; retrying", key=key, error=str(error))
-                continue
-            self.counters.resolved_by_query += 1
-            self._apply_answer(answer)
-            await self._sync_fills(key)
-            return
-
-    async def _resolve_legs(self, legs: list[OrderKey]) -> bool:
-        deadline = self._now() + int(self.settings.unknown_deadline_s * 1e9)
-        delay = self.settings.resolve_initial_delay_s
-        while not self._stopping:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.resolve_max_delay_s)
-            if any(self.view.get(leg) is not None for leg in legs):
-                return True
-            found = False
-            for leg in legs:
-                with contextlib.suppress(OrderNotFound):
-                    try:
-                        answer = await self._query(leg)
-                    except (TemporaryError, BinanceApiError):
-                        continue
-                    self._apply_answer(answer)
-                    found = True
-            if found:
-                return True
-            if self._now() >= deadline:
-                return False
-        return False
-
-    # ==== fills from REST =========================================================================
-    def _on_missing_fills(self, key: OrderKey) -> None:
-        if key in self._fill_syncs or self._stopping:
-            return
-        self._fill_syncs.add(key)
-
-        async def later() -> None:
-            try:
-                await asyncio.sleep(self.settings.fill_grace_s)  # the stream normally brings them
-                await self._sync_fills(key)
-            finally:
-                self._fill_syncs.discard(key)
-
-        self._spawn(later())
-
-    async def _sync_fills(self, key: OrderKey) -> None:
-        """Fetch the order's trades when a report claims fills we have not seen."""
-        for attempt in range(self.settings.fill_sync_attempts):
-            tracked = self.view.get(key)
-            if tracked is None or not tracked.missing_fills:
-                return
-            order_id = tracked.resulting_order_id if tracked.algo else tracked.snapshot.order_id
-            if not order_id:
-                return
-            market, symbol, client_id = key
-            try:
-                fills = await self.rest[market].order_fills(symbol, order_id, ClientOrderId(client_id))
-            except (TemporaryError, BinanceApiError, KestrelError) as error:
-                log.warning("trade list failed; retrying", key=key, error=str(error), attempt=attempt)
-                await asyncio.sleep(self.settings.resolve_max_delay_s)
-                continue
-            cumulative = Decimal(0)
-            ts_init = self._now()
-            before = tracked.filled
-            for fill in fills:
-                cumulative += fill.quantity
-                self.view.apply_fill(key, fill, ts_init, cumulative)
-            self.counters.fills_from_rest += tracked.filled != before
-            if not tracked.missing_fills:
-                return
-            await asyncio.sleep(self.settings.resolve_initial_delay_s * 2**attempt)
-        log.error("fills still missing after the trade list", key=key)
-
-    # ==== stream support ==========================================================================
-    def _on_stream_connected(self, market: Market) -> None:
-        if self.started and not self._stopping:
-            self.counters.resyncs += 1
-            self._spawn(self._resync(market))
-
-    async def _resync(self, market: Market) -> None:
-        """After a reconnect: what happened while no connection was up."""
-        await self._poll(market, all_symbols=True)
-        await self._refresh_account(market)
-
-    async def _refresh_account(self, market: Market) -> None:
-        rest = self.rest[market]
-        try:
-            balances = await rest.balances()
-            positions = await rest.positions(self.leverage, self.margin_types) if market is Market.FUTURES else []
-        except (TemporaryError, BinanceApiError) as error:
-            log.warning("account refresh failed", market=market.value, error=str(error))
-            return
-        changed_balances = tuple(b for b in balances if self.balances_view.get((market, b.asset)) != b)
-        changed_positions = tuple(p for p in positions if _position_changed(self.positions_view.get(p.symbol), p))
-        for balance in changed_balances:
-            self.balances_view[(market, balance.asset)] = balance
-        for position in changed_positions:
-            self.positions_view[position.symbol] = position
-        if changed_balances or changed_positions:
-            now = self._now()
-            self._emit(
-                AccountUpdate(
-                    self.account_id, market, AccountUpdateReason.ORDER, changed_balances, changed_positions, now, now
-                )
-            )
-
-    async def _poll(self, market: Market, all_symbols: bool = False) -> None:
-        """Open orders by REST: every locally open order gets the exchange's state."""
-        self.counters.polls += 1
-        self._last_poll_ns[market] = self._now()
-        rest = self.rest[market]
-        local = [o for o in self.view.open_orders(market) if o.status is not OrderStatus.SUBMITTED]
-        symbols = sorted({o.symbol for o in local})
-        try:
-            if all_symbols:
-                answers = await rest.open_orders()
-            else:
-                answers = [a for symbol in symbols for a in await rest.open_orders(symbol)]
-        except (TemporaryError, BinanceApiError) as error:
-            log.warning("open-order poll failed", market=market.value, error=str(error))
-            return
-        listed = set()
-        for answer in answers:
-            listed.add(key_of(answer.snapshot))
-            self._apply_answer(answer)
-        for snapshot in local:
-            key = key_of(snapshot)
-            if key not in listed and snapshot.status is not OrderStatus.UNKNOWN:
-                await self._refresh(key)  # no longer open: filled, cancelled or expired meanwhile
-        for key in [key_of(o) for o in self.view.open_orders(market)]:
-            tracked = self.view.get(key)
-            if tracked is not None and tracked.missing_fills:
-                await self._sync_fills(key)
-
-    async def _watch(self) -> None:
-        """Silence detection and the REST polling fallback (and the dispatcher's housekeeping)."""
-        interval = min(1.0, self.settings.poll_interval_s / 2)
-        silence_ns = int(self.settings.silence_s * 1e9)
-        poll_ns = int(self.settings.poll_interval_s * 1e9)
-        while not self._stopping:
-            await asyncio.sleep(interval)
-            now = self._now()
-            self.dispatcher.flush_unlinked(now)
-            for market, stream in self.streams.items():
-                has_open = any(o.status is not OrderStatus.SUBMITTED for o in self.view.open_orders(market))
-                last_heard = max(self.dispatcher.last_event_ns.get(market, 0), stream.counters.last_connect_ns)
-                silent = not stream.connected or now - last_heard > silence_ns
-                if has_open and silent:
-                    if not self.polling[market]:
-                        self.polling[market] = True
-                        self.counters.poll_episodes += 1
-                        log.warning("user data stream silent with open orders: polling by REST", market=market.value)
-                    if now - self._last_poll_ns[market] >= poll_ns:
-                        try:
-                            await self._poll(market)
-                        except Exception as exc:  # the watchdog must survive anything
-                            log.exception("poll failed", market=market.value, error=str(exc))
-                elif self.polling[market]:
-                    self.polling[market] = False
-                    log.info("user data stream back: polling stopped", market=market.value)
+            self.recovery.apply_answer(answer, ExecutionType.AMENDMENT)
 
     # ==== events ==================================================================================
-    def _emit(self, event: VenueEvent) -> None:
+    def emit(self, event: VenueEvent) -> None:
         self.counters.events += 1
         if self._handler is None:
             return
@@ -763,35 +521,3 @@ class BinanceVenue:
         except Exception:  # the node's handler must not break the venue's bookkeeping
             self.counters.handler_errors += 1
             log.exception("venue event handler raised")
-
-
-def _execution_of(status: OrderStatus) -> ExecutionType:
-    return {
-        OrderStatus.CANCELED: ExecutionType.CANCELED,
-        OrderStatus.EXPIRED: ExecutionType.EXPIRED,
-        OrderStatus.REJECTED: ExecutionType.REJECTED,
-        OrderStatus.FILLED: ExecutionType.TRADE,
-        OrderStatus.PARTIALLY_FILLED: ExecutionType.TRADE,
-    }.get(status, ExecutionType.NEW)
-
-
-def _exchange_view(answer: OrderAnswer) -> OrderSnapshot:
-    """What the exchange says about the order (an algo order: its resulting order's fills and state)."""
-    snapshot = answer.snapshot
-    if answer.resulting is None:
-        return snapshot
-    resulting = answer.resulting
-    return replace(
-        snapshot,
-        status=resulting.status,
-        filled_quantity=resulting.filled_quantity,
-        cumulative_quote=resulting.cumulative_quote,
-        ts_updated=max(snapshot.ts_updated, resulting.ts_updated),
-        triggered=True,
-    )
-
-
-def _position_changed(old: PositionSnapshot | None, new: PositionSnapshot) -> bool:
-    if old is None:
-        return new.quantity != 0
-    return (old.quantity, old.entry_price, old.margin_type) != (new.quantity, new.entry_price, new.margin_type)

@@ -94,6 +94,8 @@ class MarketRest:
                 body = body["amendedOrder"]
             return [OrderAnswer(*_spot(convert(body, WireSpotOrder, "spot order"), ts_init))]
         if endpoint in ("new_algo_order", "cancel_algo_order", "query_algo_order"):
+            if isinstance(body, dict) and "algoStatus" not in body:
+                return []  # a cancel answers {"algoId", "clientAlgoId", "code": "200", "msg": "success"}
             algo = convert(body, WireAlgoOrder, "algo order")
             return [OrderAnswer(parse_algo_order(algo, ts_init), algo=True)]
         return [OrderAnswer(parse_futures_order(convert(body, WireFuturesOrder, "futures order"), ts_init))]

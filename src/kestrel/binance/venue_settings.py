@@ -35,7 +35,9 @@ class BinanceVenueSettings:
     resolve_initial_delay_s: float = 0.25
     resolve_max_delay_s: float = 4.0
     unknown_deadline_margin_s: float = 5.0
+    unknown_floor_s: float = 10.0  # spot's own give-up time for a request (-1007 after 10 s)
     start_timeout_s: float = 15.0
+    keep_finished_orders: int = 10_000  # finished orders kept in the view (older ones are forgotten)
     client_id_tag: str = "v"  # generated client ids hash `<tag><start ns>-<n>`: unique per session
 
     @property
@@ -43,7 +45,7 @@ class BinanceVenueSettings:
         """How long an order with an unknown outcome may still appear: the exchange refuses a request
         older than recvWindow (futures re-checks it in the matching engine, -5028) and spot gives up
         after 10 s (-1007); past that plus a margin, an order it does not know was never placed."""
-        return max(self.recv_window_ms / 1000, 10.0) + self.unknown_deadline_margin_s
+        return max(self.recv_window_ms / 1000, self.unknown_floor_s) + self.unknown_deadline_margin_s
 
     @classmethod
     def from_config(

@@ -157,7 +157,7 @@ class StreamDispatcher:
             venue.balances_view[(balance.market, balance.asset)] = balance
         for position in update.positions:
             venue.positions_view[position.symbol] = position
-        venue._emit(update)
+        venue.emit(update)
 
     def _balance_delta(self, wire: WireBalanceUpdate, ts_init: int) -> None:
         asset, delta, ts_event = balance_delta(wire)

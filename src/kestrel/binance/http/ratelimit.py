@@ -1,7 +1,8 @@
 """Request-weight and order-count budgets (spec §4.4, R-EX-4).
 
 The exchange reports what we used in `X-MBX-USED-WEIGHT-<n><unit>` and `X-MBX-ORDER-COUNT-<n><unit>`
-headers; those figures are authoritative and replace our running estimate. Between responses we add
+headers; a figure above our running estimate replaces it (someone else uses the budget too), one below
+it does not (it was counted before requests still in flight). Between responses we add
 each request's documented weight ourselves, so a burst of concurrent requests cannot overshoot. A
 request that would take a window past `safety` × its limit waits (or is refused) instead of being sent:
 we never rely on the exchange's 429 to stop us. A 429 blocks every request until its Retry-After; a
@@ -106,9 +107,12 @@ class RateLimitTracker:
                 continue
             window.roll(now_ns)
             try:
-                window.used = int(value)
+                reported = int(value)
             except ValueError:
                 continue
+            # the exchange's count is authoritative when it is higher (other clients on this IP); a
+            # lower one predates requests still in flight, which our own count already includes
+            window.used = max(window.used, reported)
 
     def observe_rejection(self, status: int, retry_after_s: float | None, now_ns: int) -> RateLimited:
         """Record a 429 / 418 and return the error to raise."""

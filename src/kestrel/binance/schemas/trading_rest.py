@@ -37,10 +37,20 @@ _TIME_IN_FORCE = {tif.value: tif for tif in TimeInForce}
 _WORKING_TYPE = {kind.value: kind for kind in WorkingType}
 
 
+def without_blanks(value: Any) -> Any:
+    """Binance (and our simulator) write "" for an absent number (`activatePrice`, `actualOrderId`):
+    drop such keys so the field takes its default."""
+    if isinstance(value, dict):
+        return {key: without_blanks(item) for key, item in value.items() if item != ""}
+    if isinstance(value, list):
+        return [without_blanks(item) for item in value]
+    return value
+
+
 def convert(body: Any, kind: type[S], what: str) -> S:
     """A decoded JSON body as the wire Struct `kind`; a `DataError` naming `what` when it does not fit."""
     try:
-        return msgspec.convert(body, kind, strict=False)
+        return msgspec.convert(without_blanks(body), kind, strict=False)
     except msgspec.ValidationError as exc:
         raise DataError(f"{what}: unexpected answer ({exc}): {str(body)[:200]}") from None
 

@@ -34,6 +34,7 @@ from kestrel.binance.schemas.trading_rest import (
     order_status,
     positive,
     time_in_force,
+    without_blanks,
 )
 from kestrel.core.enums import LiquiditySide, MarginType, Market, OrderStatus, Side
 from kestrel.core.errors import DataError
@@ -258,6 +259,7 @@ class WireApiEvent(msgspec.Struct, gc=False):
     event: WireUserEvent
 
 
+_KNOWN_TYPES = frozenset(kind.__struct_config__.tag for kind in WireUserEvent.__args__)
 _EVENT_DECODER = msgspec.json.Decoder(WireUserEvent)
 _API_EVENT_DECODER = msgspec.json.Decoder(WireApiEvent)
 _ANY_DECODER = msgspec.json.Decoder(dict[str, Any])
@@ -292,12 +294,14 @@ def decode_user_frame(data: bytes) -> WireUserEvent | OtherFrame:
     except msgspec.DecodeError as exc:
         raise DataError(f"unreadable user data frame: {exc}: {data[:200]!r}") from None
     inner = body.get("event")
-    if isinstance(inner, dict) and "subscriptionId" in body:
-        try:  # a wrapper whose keys came in another order
-            converted: WireUserEvent = msgspec.convert(inner, WireUserEvent, strict=False)
+    wrapped_event = isinstance(inner, dict) and "subscriptionId" in body
+    candidate = inner if wrapped_event else body
+    if isinstance(candidate, dict) and candidate.get("e") in _KNOWN_TYPES:
+        try:  # keys in another order, or blank numbers ("") the typed decoder refused
+            converted: WireUserEvent = msgspec.convert(without_blanks(candidate), WireUserEvent, strict=False)
             return converted
-        except msgspec.ValidationError:
-            return OtherFrame(body)
+        except msgspec.ValidationError as exc:
+            raise DataError(f"user data event {candidate.get('e')}: {exc}: {data[:200]!r}") from None
     return OtherFrame(body)
 
 
