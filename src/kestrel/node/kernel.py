@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 from kestrel.binance.venue import BinanceVenue
@@ -45,6 +46,7 @@ from kestrel.core.events import (
 from kestrel.core.identifiers import Symbol
 from kestrel.core.instrument import GridFilter, Instrument
 from kestrel.core.logs import get_logger
+from kestrel.core.orders import Fill
 from kestrel.core.venue import AccountUpdate, BookView, OrderSnapshot, OrderUpdate, Venue, VenueEvent
 from kestrel.execution.guard import GuardedVenue
 from kestrel.execution.reconcile import OrderReport, OrphanPolicy, PositionReport, ReconcileReport, reconcile
@@ -53,6 +55,7 @@ from kestrel.matching.engine import EngineSettings, MatchingEngine
 from kestrel.matching.settings import engine_settings, order_latency
 from kestrel.matching.venue import SimVenue
 from kestrel.node.books import LiveBookView
+from kestrel.node.records import write_node_run
 from kestrel.risk.limits import RiskEngine
 from kestrel.storage.ledger import Ledger
 from kestrel.strategy.base import Strategy, StrategyContext
@@ -160,6 +163,9 @@ class TradingNode:
         self.instruments: dict[tuple[Market, str], Instrument] = {}
         self.summary = NodeSummary(mode, venue_kind.value, strategy.name, config_revision=config_revision(config))
         self._subscriptions = strategy.subscriptions()
+        self._orders: dict[str, OrderSnapshot] = {}  # last known state per client order id, in first-seen order
+        self._fills: list[Fill] = []
+        self.run_dir: Path | None = None
         self._started_ns = 0
         self._stopping = asyncio.Event()
 
@@ -276,6 +282,8 @@ class TradingNode:
             self.sim_venue.process_due(self.clock.timestamp_ns() + 60 * NANOS_PER_SECOND)
         await self.feed.stop()
         self._finish_summary()
+        self.run_dir = self.config.storage.data_dir / "runs" / f"{self.mode}-{self._started_ns}"
+        write_node_run(self.run_dir, list(self._orders.values()), self._fills, self.summary.__dict__)
         if self.ledger is not None:
             self.ledger.audit("node.stopped", {"summary": self.summary.lines()}, self.clock.timestamp_ns())
             self.ledger.close()
@@ -309,6 +317,9 @@ class TradingNode:
 
     def _on_venue_event(self, event: VenueEvent) -> None:
         if isinstance(event, OrderUpdate):
+            self._orders[event.order.client_order_id] = event.order
+            if event.fill is not None:
+                self._fills.append(event.fill)
             if event.execution_type.value == "NEW":
                 self.summary.orders += 1
             if event.execution_type.value == "REJECTED":
