@@ -112,3 +112,19 @@ def test_replay_serve(shared_data: Path, tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
     assert json.loads(stats.read_text())["rest"]["snapshots_served"] == 1
+
+
+def test_the_documented_fault_file_is_valid(tmp_path: Path) -> None:
+    from kestrel.sim import load_fault_plan
+
+    lines = (ROOT / "docs" / "simulator.md").read_text().splitlines()
+    start = lines.index("    faults:")
+    block = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        block.append(line[4:])
+    path = tmp_path / "faults.yaml"
+    path.write_text("\n".join(block) + "\n")
+    plan = load_fault_plan(path)
+    assert plan.gap_rate == 0.001 and plan.drop_streams == ["aggTrade"] and plan.clock_skew_ms == 250
