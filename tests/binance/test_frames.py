@@ -213,3 +213,13 @@ def test_payload_and_snapshot_decoding(shared_data: Path) -> None:
         decode_depth_snapshot(b'{"lastUpdateId":"x"}', Market.SPOT, "X", 0)
     with pytest.raises(MalformedFrame):
         decode_payload("btcusdt@aggTrade", b'{"a":1}', Market.SPOT, 0)
+
+
+def test_an_event_of_another_type_under_a_known_stream_is_an_unknown_event_type() -> None:
+    decoder = FrameDecoder(Market.FUTURES)
+    with pytest.raises(UnknownStream, match="simulatorUnknownEvent"):
+        decoder.decode(b'{"stream":"btcusdt@bookTicker","data":{"e":"simulatorUnknownEvent","E":1,"s":"BTCUSDT"}}', 0)
+    with pytest.raises(MalformedFrame):  # the right type, broken fields: malformed
+        decoder.decode(b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":"x"}}', 0)
+    with pytest.raises(MalformedFrame):  # cut in half
+        decoder.decode(b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":1,"s":"BT}', 0)

@@ -151,6 +151,29 @@ async def test_malformed_frames_and_unknown_events_are_counted_logged_once_and_s
             assert all_streaming(feed)
 
 
+async def test_corrupt_frames_and_unknown_events_from_the_wire_are_counted_exactly(shared_data: Path) -> None:
+    faults = FaultPlan(malformed_rate=0.02, unknown_event_rate=0.02)
+    async with simulator(shared_data, markets=[Market.FUTURES, Market.SPOT], symbols=3) as sim:
+        config = feed_config(sim, markets=["futures", "spot"], streams=["bookTicker", "aggTrade", "depth@100ms"])
+        async with running_feed(config) as feed:
+            await until(lambda: all_streaming(feed), 10, "streaming")
+            sim.set_faults(faults)
+            await asyncio.sleep(3.0)
+            sim.set_faults(FaultPlan())
+            await asyncio.sleep(1.0)
+            stats = feed.stats()
+            problems = feed.audit.problems
+            assert all_streaming(feed)  # no shard died of them
+        injected = sim.stats()["total"]
+    assert injected["malformed_injected"] > 5 and injected["unknown_events_injected"] > 5
+    assert stats["total"]["malformed_frames"] == injected["malformed_injected"]
+    assert stats["total"]["unknown_event_types"] == injected["unknown_events_injected"]
+    assert problems._since_logged["malformed_frame"] == injected["malformed_injected"] - 1  # logged once
+    total = stats["total"]
+    assert total["gaps_detected"] == total["drops_detected"] == total["duplicates_detected"] == 0
+    assert stats["connections"]["reconnects"] == 0
+
+
 async def test_rest_fallback_serves_tops_while_a_shard_cannot_reconnect(shared_data: Path) -> None:
     limits = ProtocolLimits(connections_per_5min=1)  # the one connection, then no more
     async with simulator(shared_data, markets=[Market.FUTURES], symbols=5, limits=limits) as sim:

@@ -199,6 +199,35 @@ def _make_route(kind: StreamKind, market: Market) -> Route:
     return other
 
 
+# The `e` (event type) each stream kind carries; spot bookTicker carries none.
+_EVENT_TYPES = {
+    StreamKind.DEPTH: {"depthUpdate"},
+    StreamKind.BOOK_TICKER: {"bookTicker"},
+    StreamKind.TRADE: {"trade"},
+    StreamKind.AGG_TRADE: {"aggTrade"},
+    StreamKind.KLINE: {"kline"},
+    StreamKind.MARK_PRICE: {"markPriceUpdate"},
+    StreamKind.FORCE_ORDER: {"forceOrder"},
+}
+
+
+def _classify_failure(frame: bytes, error: Exception) -> DataError:
+    """Why a frame of a known stream failed (slow path, errors only): an event of another type under
+    the stream's name is an unknown event type; anything else is a malformed frame."""
+    end = frame.find(b'"', _PREFIX_LENGTH)
+    stream = frame[_PREFIX_LENGTH:end].decode("utf-8", "replace") if end > 0 else "?"
+    try:
+        value = _GENERIC_DECODER.decode(frame)
+    except msgspec.DecodeError:
+        return MalformedFrame(f"malformed {stream!r} frame: {error}")
+    data = value.get("data") if isinstance(value, dict) else None
+    kind = stream_kind(stream)
+    event_type = data.get("e") if isinstance(data, dict) else None
+    if kind is not None and isinstance(event_type, str) and event_type not in _EVENT_TYPES[kind]:
+        return UnknownStream(f"unknown event type {event_type!r} on stream {stream!r}")
+    return MalformedFrame(f"malformed {stream!r} frame: {error}")
+
+
 class FrameDecoder:
     """Decodes the frames of one market's stream connections. Not thread-safe (one per shard is fine)."""
 
@@ -222,7 +251,7 @@ class FrameDecoder:
         try:
             return route(frame, ts_init)
         except (msgspec.DecodeError, ValueError) as exc:  # ValidationError is a DecodeError
-            raise MalformedFrame(f"malformed frame: {exc}") from None
+            raise _classify_failure(frame, exc) from None
 
     def _decode_new_stream(self, frame: bytes, ts_init: int) -> Decoded:
         end = frame.find(b'"', _PREFIX_LENGTH)
@@ -238,7 +267,7 @@ class FrameDecoder:
         try:
             return route(frame, ts_init)
         except (msgspec.DecodeError, ValueError) as exc:
-            raise MalformedFrame(f"malformed {name!r} frame: {exc}") from None
+            raise _classify_failure(frame, exc) from None
 
     def _decode_other(self, frame: bytes, ts_init: int) -> Decoded:
         try:
