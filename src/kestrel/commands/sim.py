@@ -224,6 +224,7 @@ async def _serve(options: Any, duration_s: float, stats_json: Path | None) -> No
         }
         if simulator.trading is not None:  # for local use only: these keys open nothing but this simulator
             line["accounts"] = simulator.trading.credentials_list()
+            line["spot_ws_api_url"] = f"{simulator.ws_url}/ws-api/v3"
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         if duration_s > 0:

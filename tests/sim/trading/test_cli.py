@@ -46,6 +46,7 @@ def test_serve_prints_accounts_that_trade(tmp_path: Path) -> None:
         assert process.stdout is not None
         line = json.loads(process.stdout.readline())
         assert line["accounts"] == [{"name": "alice", "api_key": KEY, "api_secret": SECRET}]
+        assert line["spot_ws_api_url"] == line["ws_url"] + "/ws-api/v3"
         account, _ = _signed_get(line["rest_url"], "/api/v3/account", KEY, SECRET)
         balances = {b["asset"]: b["free"] for b in account["balances"]}  # type: ignore[union-attr]
         assert balances == {"USDT": "2500.00000000"}

@@ -67,6 +67,12 @@ async def test_market_order_opens_a_position_reported_everywhere(make_trading_si
         closed = await c.ok("POST", "/fapi/v1/order", {**close, "newOrderRespType": "RESULT"})
         assert closed["status"] == "FILLED" and closed["reduceOnly"] is True
         assert await c.ok("GET", "/fapi/v3/positionRisk") == []
+        trades = await c.ok("GET", "/fapi/v1/userTrades", {"symbol": "BTCUSDT"})
+        assert [t["side"] for t in trades][:2] == ["BUY", "BUY"] and trades[-1]["side"] == "SELL"
+        assert sum(Decimal(t["qty"]) for t in trades if t["side"] == "SELL") == quantity
+        realized = sum(Decimal(t["realizedPnl"]) for t in trades)
+        closing = await c.ok("GET", "/fapi/v1/userTrades", {"symbol": "BTCUSDT", "orderId": closed["orderId"]})
+        assert realized == sum(Decimal(t["realizedPnl"]) for t in closing) != 0
 
 
 async def test_futures_refusals_carry_the_exchange_codes(make_trading_sim: SimFactory) -> None:

@@ -60,6 +60,11 @@ async def test_market_buy_fills_at_the_book_and_reports_it(make_trading_sim: Sim
         assert balances["BTC"] == 1 + quantity - fee
         assert balances["USDT"] == RICH - quote
         assert {b["a"]: Decimal(b["f"]) for b in position["B"]}["USDT"] <= balances["USDT"] + quote
+        trades = await c.ok("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
+        assert [(Decimal(t["price"]), Decimal(t["qty"])) for t in trades] == fills
+        assert all(t["isBuyer"] and not t["isMaker"] and t["orderId"] == order["orderId"] for t in trades)
+        assert [t["id"] for t in trades] == [f["tradeId"] for f in order["fills"]]
+        assert await c.ok("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT", "fromId": trades[1]["id"]}) == trades[1:]
 
 
 async def test_limit_rests_is_queried_and_cancelled(make_trading_sim: SimFactory) -> None:

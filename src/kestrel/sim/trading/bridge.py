@@ -57,6 +57,10 @@ class MarketBridge:
         return (market, symbol) in self._active
 
     @property
+    def has_active(self) -> bool:
+        return bool(self._active)
+
+    @property
     def active_symbols(self) -> list[str]:
         return sorted(f"{market.value}:{symbol}" for market, symbol in self._active)
 

@@ -25,17 +25,16 @@ from decimal import Decimal
 from typing import Any
 
 from kestrel.binance.schemas.exchange_info import parse_instrument
-from kestrel.core.enums import Market, OrderStatus, OrderType, Side
+from kestrel.core.enums import Market, OrderStatus, Side
 from kestrel.core.logs import get_logger
+from kestrel.core.orders import Fill
 from kestrel.core.venue import AccountUpdate, ExecutionType, OrderSnapshot, OrderUpdate
 from kestrel.matching.base import EngineEvent, EngineSettings
 from kestrel.matching.engine import MatchingEngine
 from kestrel.matching.fees import FeeSchedule
 from kestrel.sim.faults import FaultPlan
 from kestrel.sim.instruments import SymbolSpec
-from kestrel.sim.rest import BinanceError
 from kestrel.sim.state import SimulatorState
-from kestrel.sim.timeline import NANOS_PER_MILLI
 from kestrel.sim.trading import wire_futures, wire_spot
 from kestrel.sim.trading.auth import Credentials
 from kestrel.sim.trading.bridge import MarketBridge
@@ -136,12 +135,15 @@ class TradingDesk:
         observers = getattr(state.source, "observers", None)
         if isinstance(observers, list):
             observers.append(self.bridge)
+        else:  # a source that cannot report its book would leave the engine's books empty
+            log.warning("market source reports no book changes: orders will only meet the books at activation")
         self.extras: dict[int, OrderExtras] = {}
         self.algos: dict[int, AlgoOrder] = {}
         self.algo_of_order: dict[int, int] = {}
         self._algo_ids = itertools.count(1_000_001)
         self.lists: dict[int, OcoList] = {}
         self._execution_ids = itertools.count(1)
+        self.trades: dict[tuple[str, Market], list[tuple[Fill, OrderSnapshot]]] = {}  # myTrades / userTrades
         self._finished: list[tuple[AlgoOrder, OrderSnapshot]] = []
         self._faults = _FaultQueue()
         self._fault_rng = random.Random(f"faults:trading:{state.options.seed}")
@@ -188,6 +190,8 @@ class TradingDesk:
         touched_lists: set[int] = set()
         self._finished = []
         for event in events:
+            if isinstance(event, OrderUpdate) and event.fill is not None:
+                self.trades.setdefault((event.account_id, event.order.market), []).append((event.fill, event.order))
             if isinstance(event, OrderUpdate):
                 if event.order.market is Market.SPOT:
                     self._spot_order_event(event)
@@ -425,11 +429,12 @@ class TradingDesk:
         while True:
             await asyncio.sleep(_HOUSEKEEPING_S)
             try:
-                now = self.sync()
-                events = self.engine.advance_time(now)
-                if events:
-                    self.dispatch(events)
-                self.streams.expire_due()
+                if self.bridge.has_active:  # idle (nothing traded yet): leave the market to its pump
+                    events = self.engine.advance_time(self.sync())
+                    if events:
+                        self.dispatch(events)
+                if self.streams.keys:
+                    self.streams.expire_due()
                 plan = self.plan
                 now_s = timeline.monotonic_s()
                 for name, period in (
@@ -455,21 +460,3 @@ class TradingDesk:
         data["market_events_applied"] = self.bridge.events_applied
         data["accounts"] = [a.name for a in self.accounts]
         return data
-
-
-def reject_unknown_symbol(desk: TradingDesk, market: Market, symbol: str | None) -> str:
-    if symbol is None:
-        raise BinanceError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
-    name = symbol.upper()
-    if not desk.has_symbol(market, name):
-        raise BinanceError(-1121, "Invalid symbol.")
-    return name
-
-
-def millis_to_ns(value_ms: int) -> int:
-    return value_ms * NANOS_PER_MILLI
-
-
-SPOT_CONDITIONAL = frozenset(
-    {OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT}
-)

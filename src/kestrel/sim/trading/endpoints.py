@@ -26,6 +26,7 @@ EXTRA_SPOT = (
     _e("cancel_open_orders", "DELETE", "/api/v3/openOrders", T, 1),
     _e("query_order_list", "GET", "/api/v3/orderList", U, 4),
     _e("open_order_lists", "GET", "/api/v3/openOrderList", U, 6),
+    _e("my_trades", "GET", "/api/v3/myTrades", U, 20),
 )
 EXTRA_FUTURES = (
     _e("all_orders", "GET", "/fapi/v1/allOrders", U, 5),
@@ -37,6 +38,7 @@ EXTRA_FUTURES = (
     _e("position_risk_v2", "GET", "/fapi/v2/positionRisk", U, 5),
     _e("position_mode", "GET", "/fapi/v1/positionSide/dual", U, 30),
     _e("set_position_mode", "POST", "/fapi/v1/positionSide/dual", T, 1),
+    _e("user_trades", "GET", "/fapi/v1/userTrades", U, 5),
 )
 
 # Market-data paths are served (and weighed) by the market-data half.

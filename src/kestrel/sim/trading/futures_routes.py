@@ -22,7 +22,7 @@ from kestrel.sim.trading import wire_futures
 from kestrel.sim.trading.desk import TradingDesk
 from kestrel.sim.trading.endpoints import WeightTable, trading_endpoints
 from kestrel.sim.trading.futures_account import ACCOUNT_HANDLERS
-from kestrel.sim.trading.http import Call, Handler, accepted_order_id, order_history, trading_route
+from kestrel.sim.trading.http import Call, Handler, accepted_order_id, order_history, trade_history, trading_route
 from kestrel.sim.trading.wire_futures import AlgoOrder
 
 FUTURES = Market.FUTURES
@@ -133,6 +133,13 @@ async def cancel_all(call: Call) -> dict[str, Any]:
     return dict(_CANCEL_ALL_DONE)
 
 
+async def user_trades(call: Call) -> list[dict[str, Any]]:
+    desk = call.desk
+    symbol = call.required_symbol()
+    numbers = desk.numbers(FUTURES, symbol)
+    return [wire_futures.trade_row(fill, order, numbers, desk.to_ms) for fill, order in trade_history(call, symbol)]
+
+
 # ---- algo (conditional) orders ---------------------------------------------------------------------------
 def _algo_body(call: Call, algo: AlgoOrder) -> dict[str, Any]:
     desk = call.desk
@@ -231,6 +238,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("GET", "/fapi/v1/openOrders"): open_orders,
     ("GET", "/fapi/v1/allOrders"): all_orders,
     ("DELETE", "/fapi/v1/allOpenOrders"): cancel_all,
+    ("GET", "/fapi/v1/userTrades"): user_trades,
     ("POST", "/fapi/v1/algoOrder"): new_algo_order,
     ("DELETE", "/fapi/v1/algoOrder"): cancel_algo_order,
     ("GET", "/fapi/v1/algoOrder"): query_algo_order,

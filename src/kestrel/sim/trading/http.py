@@ -229,3 +229,26 @@ def order_history(call: Call, orders: list[OrderSnapshot]) -> list[OrderSnapshot
     if end_ms is not None:
         rows = [o for o in rows if desk.to_ms(o.ts_created) <= end_ms]
     return rows[:limit] if start_ms is not None else rows[-limit:]
+
+
+def trade_history(call: Call, symbol: str) -> list[tuple[Fill, OrderSnapshot]]:
+    """myTrades / userTrades filters: `orderId`, `fromId` (trade id), `startTime`/`endTime`, `limit`
+    (default 500, max 1000); the most recent trades without `fromId` or a start."""
+    desk = call.desk
+    limit = min(p.integer(call.params, "limit") or 500, 1000)
+    order_id = p.integer(call.params, "orderId")
+    from_id = p.integer(call.params, "fromId")
+    start_ms = p.integer(call.params, "startTime")
+    end_ms = p.integer(call.params, "endTime")
+    rows = [
+        (fill, order)
+        for fill, order in desk.trades.get((call.account_id, call.market), [])
+        if fill.symbol == symbol and (order_id is None or order.order_id == order_id)
+    ]
+    if from_id is not None:
+        return [row for row in rows if int(row[0].trade_id) >= from_id][:limit]
+    if start_ms is not None:
+        rows = [row for row in rows if desk.to_ms(row[0].ts_event) >= start_ms]
+    if end_ms is not None:
+        rows = [row for row in rows if desk.to_ms(row[0].ts_event) <= end_ms]
+    return rows[:limit] if start_ms is not None else rows[-limit:]

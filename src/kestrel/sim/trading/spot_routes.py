@@ -22,7 +22,15 @@ from kestrel.sim.trading import params as p
 from kestrel.sim.trading import wire_spot
 from kestrel.sim.trading.desk import TradingDesk
 from kestrel.sim.trading.endpoints import WeightTable, trading_endpoints
-from kestrel.sim.trading.http import Call, Handler, accepted_order_id, fills_of, order_history, trading_route
+from kestrel.sim.trading.http import (
+    Call,
+    Handler,
+    accepted_order_id,
+    fills_of,
+    order_history,
+    trade_history,
+    trading_route,
+)
 
 SPOT = Market.SPOT
 _cancel_ids = itertools.count(1)
@@ -140,6 +148,13 @@ async def all_orders(call: Call) -> list[dict[str, Any]]:
     symbol = call.required_symbol()
     orders = call.desk.engine.all_orders(call.account_id, SPOT, symbol)
     return [_query_body(call, order) for order in order_history(call, orders)]
+
+
+async def my_trades(call: Call) -> list[dict[str, Any]]:
+    desk = call.desk
+    symbol = call.required_symbol()
+    numbers = desk.numbers(SPOT, symbol)
+    return [wire_spot.trade_row(fill, order, numbers, desk.to_ms) for fill, order in trade_history(call, symbol)]
 
 
 # ---- OCO --------------------------------------------------------------------------------------------
@@ -298,6 +313,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("GET", "/api/v3/orderList"): query_list,
     ("GET", "/api/v3/openOrderList"): open_lists,
     ("GET", "/api/v3/account"): account,
+    ("GET", "/api/v3/myTrades"): my_trades,
     ("POST", "/api/v3/userDataStream"): listen_key_create,
     ("PUT", "/api/v3/userDataStream"): listen_key_keepalive,
     ("DELETE", "/api/v3/userDataStream"): listen_key_close,

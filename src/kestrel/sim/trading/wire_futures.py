@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from kestrel.core.enums import LiquiditySide, MarginType, Market, OrderStatus, OrderType
+from kestrel.core.orders import Fill
 from kestrel.core.venue import AccountUpdate, AccountUpdateReason, OrderSnapshot, OrderUpdate, PositionSnapshot
 from kestrel.sim.trading.names import ZERO, Numbers, ToMillis, money, type_name
 
@@ -436,3 +437,23 @@ def account_position(
             }
         )
     return body
+
+
+def trade_row(fill: Fill, order: OrderSnapshot, numbers: Numbers, to_ms: ToMillis) -> dict[str, Any]:
+    """One row of GET /fapi/v1/userTrades."""
+    return {
+        "buyer": fill.side.value == "BUY",
+        "commission": money(fill.fee),
+        "commissionAsset": fill.fee_asset,
+        "id": int(fill.trade_id),
+        "maker": fill.liquidity is LiquiditySide.MAKER,
+        "orderId": order.order_id,
+        "price": numbers.price(fill.price),
+        "qty": numbers.quantity(fill.quantity),
+        "quoteQty": money(fill.notional),
+        "realizedPnl": money(fill.realized_pnl),
+        "side": fill.side.value,
+        "positionSide": "BOTH",
+        "symbol": fill.symbol,
+        "time": to_ms(fill.ts_event),
+    }

@@ -266,3 +266,22 @@ def account(
         "permissions": ["SPOT"],
         "uid": uid,
     }
+
+
+def trade_row(fill: Fill, order: OrderSnapshot, numbers: Numbers, to_ms: ToMillis) -> dict[str, Any]:
+    """One row of GET /api/v3/myTrades."""
+    return {
+        "symbol": fill.symbol,
+        "id": int(fill.trade_id),
+        "orderId": order.order_id,
+        "orderListId": order.order_list_id,
+        "price": numbers.price(fill.price),
+        "qty": numbers.quantity(fill.quantity),
+        "quoteQty": money(fill.notional),
+        "commission": money(fill.fee),
+        "commissionAsset": fill.fee_asset,
+        "time": to_ms(fill.ts_event),
+        "isBuyer": fill.side.value == "BUY",
+        "isMaker": fill.liquidity.value == "MAKER",
+        "isBestMatch": True,
+    }
