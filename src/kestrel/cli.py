@@ -19,6 +19,7 @@ from typer._click import exceptions as click_exceptions
 
 from kestrel import __version__
 from kestrel.commands import backtest
+from kestrel.commands import compare as compare_commands
 from kestrel.commands import data as data_commands
 from kestrel.commands import features as features_commands
 from kestrel.commands import ingest as ingest_commands
@@ -54,6 +55,7 @@ app.command("train")(research_commands.train_command)
 app.add_typer(research_commands.models_app, name="models")
 app.command("backtest")(backtest.backtest_command)
 app.command("run")(run_commands.run_command)
+app.command("compare")(compare_commands.compare_command)
 
 ConfigFile = Annotated[Path, typer.Argument(help="YAML configuration file", show_default=False)]
 

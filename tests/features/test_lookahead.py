@@ -92,3 +92,10 @@ def test_cli_check_lookahead_names_the_planted_feature(
     assert "passed" in capsys.readouterr().out
     assert main([*arguments, "--plugin", "planted_features"]) == 2
     assert "module:function" in capsys.readouterr().err
+
+
+def test_cli_checks_the_microstructure_batch_path(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = shared_data / "hftbacktest/spot/ethusdt_20240808.gz"
+    assert main(["features", "check-lookahead", "--raw", str(raw), "--cuts", "3"]) == 0
+    assert "passed" in capsys.readouterr().out
+    assert main(["features", "check-lookahead"]) == 2

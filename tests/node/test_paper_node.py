@@ -74,3 +74,5 @@ async def test_paper_node_trades_on_live_data(shared_data: Path, tmp_path: Path)
     assert len(ledger.fills()) >= 1
     assert ledger.audit_events("node.stopped")
     assert any(line.startswith("paper run of 'scripted'") for line in summary.lines())
+    run_dirs = list((tmp_path / "runs").iterdir())  # the node's run record, in the backtest's format
+    assert len(run_dirs) == 1 and (run_dirs[0] / "orders.csv").is_file() and (run_dirs[0] / "fills.csv").is_file()

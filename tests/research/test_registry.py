@@ -111,6 +111,7 @@ def test_consumer_hot_reloads_without_restart_and_explains(tmp_path: Path) -> No
     row = _data(0)[0][:1]
     before = consumer.predict(row)
     assert before.model_version == 1 and 0 <= before.p_up <= 1 and np.isfinite(before.expected_return)
+    assert before.utility(0.002) == pytest.approx(before.expected_return / 0.002)
     assert not consumer.maybe_reload(now_ns=0)  # checked: nothing new; next check due at 1000
     registry.promote("direction", _register(registry, 5, passed=True))
     assert not consumer.maybe_reload(now_ns=500)  # not due yet: the consumer keeps serving v1

@@ -15,6 +15,7 @@ import yaml
 from kestrel.cli import main
 from kestrel.config.loading import load_config
 from kestrel.core.clock import SimClock
+from kestrel.features.online import OnlineKlineFeatures
 from kestrel.research.calibration import ReliabilityBucket, worst_bucket_error_pp
 from kestrel.research.onnx_export import OnnxModel
 from kestrel.research.registry import ModelRegistry
@@ -75,6 +76,8 @@ def test_train_writes_a_complete_traceable_run(tmp_path: Path, shared_data: Path
     entry = ModelRegistry(tmp_path / "models").get("btc_eth_1h_direction", 1)
     assert entry.status == "candidate" and entry.card["model_sha256"] == result.model_sha256
     assert OnnxModel(entry.path / "model.onnx").sha256 == result.model_sha256
+    online = OnlineKlineFeatures.from_card(entry.card)  # a consumer rebuilds the exact feature rows
+    assert online.names == entry.card["feature_names"] and online.symbols == ["BTCUSDT", "ETHUSDT"]
 
 
 def test_same_seed_same_metrics_and_model_sha(tmp_path: Path, shared_data: Path) -> None:

@@ -243,3 +243,49 @@ async def test_delay_and_clock_skew(make_sim: SimFactory) -> None:
                 lags.append(clock.timestamp_ms() - event["E"])
         # skewed 2 s behind and delayed 150 ms: events look ~2.15 s old
         assert 2100 <= statistics.median(lags) <= 3500
+
+
+async def test_malformed_frames_and_unknown_events_are_extra_frames(make_sim: SimFactory) -> None:
+    plan = FaultPlan(malformed_rate=0.1, unknown_event_rate=0.1)
+    async with (
+        make_sim(symbols=2, markets=(Market.FUTURES,), rates=BUSY, seed=5) as sim,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{sim.ws_url}/public/stream?streams=btcusdt@depth@100ms/ethusdt@bookTicker") as ws,
+    ):
+        sim.set_faults(plan)
+        auditor = StreamAuditor(futures=True)
+        malformed = unknown = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while loop.time() < deadline:
+            message = await ws.receive(timeout=3)
+            try:
+                wrapper = orjson.loads(message.data)
+            except orjson.JSONDecodeError:
+                malformed += 1
+                continue
+            if wrapper["data"].get("e") == "simulatorUnknownEvent":
+                unknown += 1
+            else:
+                auditor.on_message(wrapper["stream"], wrapper["data"])
+        await ws.send_json({"method": "UNSUBSCRIBE", "params": ["btcusdt@depth@100ms", "ethusdt@bookTicker"], "id": 1})
+        while "id" not in (wrapper := _loads_or_empty((await ws.receive(timeout=3)).data)):
+            if not wrapper:
+                malformed += 1
+            elif wrapper["data"].get("e") == "simulatorUnknownEvent":
+                unknown += 1
+            else:
+                auditor.on_message(wrapper["stream"], wrapper["data"])
+        total = sim.stats()["total"]
+    assert malformed == total["malformed_injected"] > 0
+    assert unknown == total["unknown_events_injected"] > 0
+    assert auditor.gaps == 0  # the real sequence is untouched
+    assert auditor.messages == total["messages_sent"]
+
+
+def _loads_or_empty(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

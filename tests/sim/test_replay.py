@@ -169,3 +169,31 @@ async def test_replay_bad_input(make_sim: SimFactory, shared_data: Path, tmp_pat
     with pytest.raises(ConfigurationError, match="no stream frame"):
         async with make_sim(source="replay", replay_files=[shared_data / "hftbacktest/coinm/ethusd_perp_20240808.gz"]):
             pass
+
+
+async def test_replay_waits_for_every_depth_stream_and_full_depth_snapshots(
+    make_sim: SimFactory, shared_data: Path
+) -> None:
+    path = shared_data / "cryptofeed/BINANCE_FUTURES.ws.1.0.gz"
+    expected_books, _ = _raw_books([path], Market.FUTURES)
+    async with (
+        make_sim(
+            source="replay", replay_files=[path], markets=(Market.FUTURES,), speed=0,
+            replay_start="all_depth_subscribed", replay_full_depth_snapshots=True,
+        ) as sim,
+        aiohttp.ClientSession() as session,
+    ):  # fmt: skip
+        symbols = sim.symbols(Market.FUTURES)
+        first_half = "/".join(f"{s.lower()}@depth@100ms" for s in symbols[:2])
+        second_half = "/".join(f"{s.lower()}@depth@100ms" for s in symbols[2:])
+        async with session.ws_connect(f"{sim.futures_ws_url}/stream?streams={first_half}") as ws:
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=0.5)  # half the shards connected: the replay waits
+            async with session.ws_connect(f"{sim.futures_ws_url}/stream?streams={second_half}"):
+                assert orjson.loads((await ws.receive(timeout=5)).data)["stream"].endswith("@depth@100ms")
+                await sim.wait_replay_finished(timeout_s=30)
+        for symbol in symbols:  # a late snapshot still has every level of the raw file's book
+            status, snapshot, _ = await get_json(session, f"{sim.rest_url}/fapi/v1/depth?symbol={symbol}&limit=5")
+            late = ReferenceBook(futures=True)
+            late.load_snapshot(snapshot)
+            assert status == 200 and late.levels() == expected_books[symbol].levels()

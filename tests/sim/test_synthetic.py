@@ -184,3 +184,62 @@ async def _check_trades(ws: aiohttp.ClientWebSocketResponse) -> None:
             if len(covered) == row["l"] - row["f"] + 1:
                 assert sum(Decimal(trade["q"]) for trade in covered) == Decimal(row["q"])
                 assert all(trade["p"] == row["p"] and trade["m"] == row["m"] for trade in covered)
+
+
+async def test_partial_depth_streams_are_the_book_top(make_sim: SimFactory) -> None:
+    async with (
+        make_sim(symbols=["BTCUSDT"], rates=RateModel(book_events_per_s_major=100)) as sim,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{sim.ws_url}/ws/btcusdt@depth5@100ms") as spot,
+        session.ws_connect(f"{sim.ws_url}/public/ws/btcusdt@depth10@500ms") as futures,
+    ):
+        for _ in range(3):
+            event = orjson.loads((await spot.receive(timeout=3)).data)
+            assert list(event) == ["lastUpdateId", "bids", "asks"] and len(event["bids"]) == 5
+            view = sim.book_at(Market.SPOT, "BTCUSDT", event["lastUpdateId"])
+            assert [(Decimal(p), Decimal(q)) for p, q in event["bids"]] == view.bids[:5]
+            assert [(Decimal(p), Decimal(q)) for p, q in event["asks"]] == view.asks[:5]
+        previous = None
+        for _ in range(3):
+            event = orjson.loads((await futures.receive(timeout=3)).data)
+            assert event["e"] == "depthUpdate" and len(event["b"]) == 10
+            view = sim.book_at(Market.FUTURES, "BTCUSDT", event["u"])
+            assert [(Decimal(p), Decimal(q)) for p, q in event["a"]] == view.asks[:10]
+            if previous is not None:
+                assert event["pu"] == previous["u"] and event["E"] - previous["E"] == 500
+            previous = event
+
+
+async def test_liquidations_open_interest_and_mark_price(make_sim: SimFactory) -> None:
+    rates = RateModel(liquidations_per_s_major=5, liquidations_per_s_min=5)
+    async with (
+        make_sim(symbols=2, markets=(Market.FUTURES,), rates=rates) as sim,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            f"{sim.futures_ws_url}/market/stream?streams=!forceOrder@arr/btcusdt@forceOrder/btcusdt@markPrice@1s"
+        ) as ws,
+    ):
+        seen: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.5
+        while (left := deadline - loop.time()) > 0:
+            try:
+                wrapper = orjson.loads((await ws.receive(timeout=left)).data)
+            except TimeoutError:
+                break
+            seen[wrapper["stream"]].append(wrapper["data"])
+        orders = seen["btcusdt@forceOrder"]
+        assert orders and all(order["e"] == "forceOrder" and order["o"]["s"] == "BTCUSDT" for order in orders)
+        times = [order["E"] for order in orders]
+        assert all(later - earlier >= 1000 for earlier, later in pairwise(times))  # ≤ 1/s
+        first = orders[0]["o"]
+        assert first["X"] == "FILLED" and first["z"] == first["q"] and first["S"] in ("BUY", "SELL")
+        assert {order["o"]["s"] for order in seen["!forceOrder@arr"]} == {"BTCUSDT", "ETHUSDT"}
+        marks = seen["btcusdt@markPrice@1s"]
+        assert len(marks) >= 2 and marks[0]["e"] == "markPriceUpdate" and len(marks[0]["p"].split(".")[1]) == 8
+        status, interest, _ = await get_json(session, f"{sim.rest_url}/fapi/v1/openInterest?symbol=BTCUSDT")
+        assert (
+            status == 200
+            and set(interest) == {"openInterest", "symbol", "time"}
+            and Decimal(interest["openInterest"]) > 0
+        )

@@ -160,8 +160,11 @@ async def test_incoming_message_rate_limit_closes(make_sim: SimFactory) -> None:
 
 
 async def test_server_pings_and_closes_without_pong(make_sim: SimFactory) -> None:
-    # 20 s ping / 60 s timeout on spot, scaled down 100×: a ping every 0.2 s, dead after 0.6 s
-    async with make_sim(symbols=1, markets=(Market.SPOT,), time_scale=0.01) as sim, aiohttp.ClientSession() as session:
+    fast_pings = ProtocolLimits(ping_interval_s_spot=0.3, pong_timeout_s_spot=0.9)  # 3.3 pongs/s: under 5/s
+    async with (
+        make_sim(symbols=1, markets=(Market.SPOT,), limits=fast_pings) as sim,
+        aiohttp.ClientSession() as session,
+    ):
         async with session.ws_connect(f"{sim.ws_url}/ws", autoping=True) as answering:
             # aiohttp answers pings inside receive(), so this connection must be read
             reader = asyncio.create_task(answering.receive())
@@ -214,3 +217,35 @@ async def test_new_connection_budget(make_sim: SimFactory) -> None:
         assert refused.value.status == 429
         await first.close()
         await second.close()
+
+
+async def test_a_second_client_library_reads_the_frames(make_sim: SimFactory) -> None:
+    """The hand-built frames are plain RFC 6455: the `websockets` library (not aiohttp) reads them as text,
+    and its automatic pong keeps a spot connection alive through the server's pings."""
+    from websockets.asyncio.client import connect
+
+    fast_pings = ProtocolLimits(ping_interval_s_spot=0.3, pong_timeout_s_spot=0.9)
+    async with make_sim(symbols=1, markets=(Market.SPOT,), limits=fast_pings) as sim:
+        async with connect(f"{sim.ws_url}/stream?streams=btcusdt@bookTicker/btcusdt@depth@100ms") as ws:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 1.5
+            streams = set()
+            while loop.time() < deadline:
+                message = await asyncio.wait_for(ws.recv(), timeout=3)
+                assert isinstance(message, str)
+                streams.add(orjson.loads(message)["stream"])
+            assert streams == {"btcusdt@bookTicker", "btcusdt@depth@100ms"}
+            await ws.send('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+            while "result" not in (reply := orjson.loads(await asyncio.wait_for(ws.recv(), timeout=3))):
+                pass
+            assert reply == {"result": ["btcusdt@bookTicker", "btcusdt@depth@100ms"], "id": 1}
+        assert sim.stats()["connections"]["closed_ping_timeout"] == 0
+
+
+def test_scaled_pings_never_outpace_the_message_limit() -> None:
+    from kestrel.sim import SimulatorOptions
+
+    options = SimulatorOptions(time_scale=5 / 86_400)  # a "24 h" cut after 5 s
+    assert options.scaled(86_400) == 5.0
+    assert options.scaled_ping(20.0) == 1.0 and options.scaled_ping(600.0) == 1.0
+    assert SimulatorOptions().scaled_ping(20.0) == 20.0

@@ -40,6 +40,7 @@ _NOTIFY = {
     "on_funding": k.FLAG_NOTIFY_OTHER,
 }
 _FOREVER = (1 << 63) - 1
+_PLAN_AGAIN = -1  # the next stop time may have moved: compute it again
 
 
 @dataclass(slots=True)
@@ -150,13 +151,74 @@ class Backtest:
         if kind == k.KIND_TRADE_BUY or kind == k.KIND_TRADE_SELL:
             self._call("on_trade", strategy.on_trade, table.objects[int(rows[row, k.COL_REF])])
         elif kind == k.KIND_PYTHON:
-            event = table.objects[int(rows[row, k.COL_REF])]
-            if isinstance(event, Kline):
-                self._call("on_kline", strategy.on_kline, event)
-            elif isinstance(event, FundingRate | MarkPrice):
-                self._call("on_funding", strategy.on_funding, event)
+            self._dispatch_python(table.objects[int(rows[row, k.COL_REF])])
         else:
             self._call("on_book", strategy.on_book, self.books[int(rows[row, k.COL_SYMBOL])])
+
+    def _dispatch_python(self, event: object) -> None:
+        if isinstance(event, Kline):
+            self._call("on_kline", self.strategy.on_kline, event)
+        elif isinstance(event, FundingRate | MarkPrice):
+            self._call("on_funding", self.strategy.on_funding, event)
+
+    def _notify_loop(self, stop: int) -> int:
+        """Deliver consecutive market events to the strategy with as little Python as possible.
+
+        This is the hot path of callback strategies: it calls the kernel directly and re-plans (returns
+        _PLAN_AGAIN) as soon as the strategy did something that can move the next stop (a command or a
+        timer). The order of events is exactly that of `run_until` + `_dispatch_row`.
+        """
+        engine, venue, clock, strategy = self.engine, self.venue, self.clock, self.strategy
+        state = engine.state
+        table = self.setup.table
+        rows, objects, books = table.rows, table.objects, self.books
+        on_book, on_trade = strategy.on_book, strategy.on_trade
+        venue_due, timer_due = venue.next_due_ns(), clock.next_timer_ns()
+        mask = self.notify_mask
+        run = k.run
+        trade_buy, trade_sell, python_row, notify = (
+            k.KIND_TRADE_BUY,
+            k.KIND_TRADE_SELL,
+            k.KIND_PYTHON,
+            k.STATUS_LOCAL_NOTIFY,
+        )
+        delivered = 0
+        status = notify
+        try:
+            while status == notify:
+                _, ts_local, kind, sym, _, _, ref, _ = rows[state.ctl[k.CTL_ROW]].tolist()
+                clock.advance_to(ts_local)
+                delivered += 1
+                if kind in (trade_buy, trade_sell):
+                    on_trade(objects[ref])
+                elif kind == python_row:
+                    self._dispatch_python(objects[ref])
+                else:
+                    on_book(books[sym])
+                if venue.next_due_ns() != venue_due or clock.next_timer_ns() != timer_due:
+                    return _PLAN_AGAIN
+                status = int(
+                    run(
+                        rows,
+                        state.ctl,
+                        state.sym_state,
+                        state.lots,
+                        state.orders,
+                        state.ahead,
+                        state.out,
+                        state.params,
+                        stop,
+                        mask,
+                    )
+                )
+        except StrategyError:
+            raise
+        except Exception as exc:
+            raise StrategyError(f"{strategy.name} raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.callbacks += delivered
+        outcome = engine.after_kernel(status)
+        return _PLAN_AGAIN if outcome is None else outcome
 
     # ---- the loop ----------------------------------------------------------------------------------
     def run(self) -> BacktestResult:
@@ -181,22 +243,27 @@ class Backtest:
         self._call("on_start", self.strategy.on_start)
         data_done = False
         while True:
-            due = [venue.next_due_ns(), clock.next_timer_ns(), engine.next_scheduled_ns(), next_equity]
-            stop = min([t for t in due if t is not None] + [hard_stop])
+            stop = min(next_equity, hard_stop)
+            for due in (venue.next_due_ns(), clock.next_timer_ns(), engine.next_scheduled_ns()):
+                if due is not None and due < stop:
+                    stop = due
             if data_done and stop >= hard_stop:
                 break
             status = engine.run_until(stop, self.notify_mask) if not data_done else k.STATUS_STOP
+            if status == k.STATUS_LOCAL_NOTIFY:
+                status = self._notify_loop(stop)
             if status == k.STATUS_FILLS:
                 self._record(engine.drain())
                 continue
-            if status == k.STATUS_LOCAL_NOTIFY:
-                self._dispatch_row(engine.notify_row)
+            if status in (k.STATUS_LOCAL_NOTIFY, _PLAN_AGAIN):
                 continue
             if status == k.STATUS_END:
                 data_done = True
                 continue
             # every row up to `stop` is done: now the things due at `stop`, in a fixed order
-            self._record(engine.advance_time(stop))
+            scheduled = engine.next_scheduled_ns()
+            if scheduled is not None and scheduled <= stop:
+                self._record(engine.advance_time(stop))
             clock.advance_to(max(stop, clock.timestamp_ns()))
             venue.process_due(stop)
             if stop >= next_equity:

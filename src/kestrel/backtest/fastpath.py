@@ -98,27 +98,38 @@ class FastResult:
         return int(self.fill_ts.shape[0])
 
 
+@njit(cache=True)
+def _cross_signals(ticks: np.ndarray, fast: int, slow: int, down_target: int) -> np.ndarray:
+    count = ticks.shape[0]
+    signals = np.full(count, NO_SIGNAL, dtype=np.int8)
+    fast_sum = 0
+    slow_sum = 0
+    previous = 0
+    for bar in range(count):
+        fast_sum += ticks[bar]
+        slow_sum += ticks[bar]
+        if bar >= fast:
+            fast_sum -= ticks[bar - fast]
+        if bar >= slow:
+            slow_sum -= ticks[bar - slow]
+        if bar < slow - 1:
+            continue
+        difference = fast_sum * slow - slow_sum * fast  # sign of fast − slow, exactly (integers)
+        if bar >= slow:
+            if previous < 0 < difference:
+                signals[bar] = 1
+            elif previous > 0 > difference:
+                signals[bar] = down_target
+        previous = difference
+    return signals
+
+
 def sma_cross_signals(close_ticks: np.ndarray, fast: int, slow: int, long_only: bool) -> np.ndarray:
-    """Per bar: the target position sign decided at its close (1, 0, −1), or NO_SIGNAL."""
+    """Per bar: the target position sign decided at its close (1, 0, −1), or NO_SIGNAL. The running
+    sums are integers (closes in ticks), so they are exact however long the series."""
     if not 0 < fast < slow:
         raise ConfigurationError("need 0 < fast < slow")
-    ticks = close_ticks.astype(np.int64)
-    sums = np.concatenate(([0], np.cumsum(ticks)))
-    count = len(ticks)
-    signals = np.full(count, NO_SIGNAL, dtype=np.int8)
-    if count <= slow:
-        return signals
-    index = np.arange(slow - 1, count)
-    fast_sum = sums[index + 1] - sums[index + 1 - fast]
-    slow_sum = sums[index + 1] - sums[index + 1 - slow]
-    difference = fast_sum * slow - slow_sum * fast  # sign of fast − slow, exactly
-    previous, current = difference[:-1], difference[1:]
-    up = (previous < 0) & (current > 0)
-    down = (previous > 0) & (current < 0)
-    bars = index[1:]
-    signals[bars[up]] = 1
-    signals[bars[down]] = 0 if long_only else -1
-    return signals
+    return _cross_signals(np.ascontiguousarray(close_ticks, dtype=np.int64), fast, slow, 0 if long_only else -1)
 
 
 @njit(cache=True)
@@ -165,8 +176,9 @@ def _simulate(
     funding_rate: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float, int]:
     n = open_.shape[0]
-    fills = np.zeros((2 * n + 1, 6))
-    times = np.zeros(2 * n + 1, dtype=np.int64)
+    capacity = 2 * int((signals != NO_SIGNAL).sum()) + 2  # a liquidation needs a fill that opened the position
+    fills = np.zeros((capacity, 6))
+    times = np.zeros(capacity, dtype=np.int64)
     count = 0
     equity = np.zeros(n)
     position = 0.0
@@ -176,6 +188,7 @@ def _simulate(
     funded = 0.0
     rejected = 0
     next_funding = 0
+    top_ratio = ratios.max()
     for bar in range(n):
         for stage in range(2):
             # funding due by the open (stage 0), or inside the bar before its close (stage 1, after the
@@ -223,7 +236,12 @@ def _simulate(
             count += 1
             pending = 0.0
         mark = close[bar]  # marks are not on the tick grid (the engine keeps them as given)
-        hit, wallet, fee, realized = _liquidation(position, entry, wallet, mark, floors, ratios, cums, liquidation_rate)
+        hit = False
+        # maintenance margin never exceeds notional × the largest ratio: skip the bracket lookup when clear
+        if position != 0.0 and wallet + (mark - entry) * position <= abs(position) * mark * top_ratio:
+            hit, wallet, fee, realized = _liquidation(
+                position, entry, wallet, mark, floors, ratios, cums, liquidation_rate
+            )
         if hit:
             times[count] = close_time[bar]
             fills[count, 0] = bar

@@ -22,6 +22,7 @@ from decimal import Decimal
 import numpy as np
 
 from kestrel.backtest.driver import BacktestResult
+from kestrel.core.enums import Market, Side
 from kestrel.core.orders import Fill
 
 YEAR_NS = 365 * 24 * 3600 * 1_000_000_000
@@ -62,6 +63,11 @@ def round_trips(fills: list[Fill]) -> list[RoundTrip]:
         key = f"{fill.market.value}:{fill.symbol}"
         remaining = fill.quantity * fill.side.sign
         fee = fee_in_quote(fill)
+        unit_cash = fill.price  # cash per unit of position change
+        if fill.market is Market.SPOT and fill.side is Side.BUY and fill.symbol.startswith(fill.fee_asset):
+            remaining -= fill.fee  # a spot buy's fee is paid in the coin bought: we hold less for the same cash
+            unit_cash = fill.price * fill.quantity / remaining
+            fee = Decimal(0)
         while remaining != 0:
             trade = open_trades.setdefault(key, _Open(fill.ts_event))
             adding = trade.quantity == 0 or (trade.quantity > 0) == (remaining > 0)
@@ -71,8 +77,8 @@ def round_trips(fills: list[Fill]) -> list[RoundTrip]:
                 else (max(remaining, -trade.quantity) if remaining < 0 else min(remaining, -trade.quantity))
             )
             trade.quantity += part
-            trade.cash -= part * fill.price
-            trade.fees += fee * abs(part) / fill.quantity
+            trade.cash -= part * unit_cash
+            trade.fees += fee * abs(part) / fill.quantity if fee else Decimal(0)
             if adding:
                 trade.entry_quantity += abs(part)
                 trade.entry_value += abs(part) * fill.price

@@ -55,8 +55,11 @@ def _print_info(info: dict[str, Any]) -> None:
                 f"{entry['first']} → {entry['last']}  flagged gaps {entry['gaps_flagged']}{gaps}  "
                 f"duplicate/late {entry['duplicate_or_late_rows']}"
             )
-    for loss in info["recorder_losses"]:
-        typer.echo(f"recorder session {loss['session']} crashed and lost {loss['lost_rows']} row(s)")
+    for crash in info["recorder_crashes"]:
+        typer.echo(
+            f"recorder session {crash['session']} crashed: {crash['recovered_rows']} row(s) rescued from its "
+            f"write-ahead log, at most its last {crash['lost_window_ms']} ms lost"
+        )
 
 
 @app.command("info")

@@ -112,7 +112,10 @@ def _build_micro(settings: Any, paths: list[Path], sample_ms: int, root: Path, p
 
 @app.command("check-lookahead")
 def check_lookahead_command(
-    config: ConfigOption,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration")] = None,
+    raw: Annotated[
+        list[Path] | None, typer.Option("--raw", help="Check the microstructure batch path on raw recording(s)")
+    ] = None,
     cuts: Annotated[int, typer.Option("--cuts", min=1, max=1000, help="Number of truncation points")] = 12,
     plugin: Annotated[
         str | None, typer.Option("--plugin", help="Extra user features to check, as module:function(bars)")
@@ -122,18 +125,40 @@ def check_lookahead_command(
     ] = 4000,
 ) -> None:
     """Prove every feature at t uses nothing after t (recomputation on truncated data); exit 1 naming
-    each feature that does."""
+    each feature that does. Bar features of --config, or microstructure features of --raw recordings."""
+    from kestrel.config.loading import embedded_defaults
+    from kestrel.features.lookahead import LookaheadReport
+
+    if config is None and not raw:
+        raise ConfigurationError("give --config (bar features) or --raw (microstructure features)")
+    settings = load_config(config) if config is not None else embedded_defaults()
+    report: LookaheadReport
+    if raw:
+        report = _micro_lookahead(settings, raw, cuts)
+    else:
+        if last_bars is not None:
+            data_section = settings.research.data.model_copy(update={"last_bars": last_bars})
+            research = settings.research.model_copy(update={"data": data_section})
+            settings = settings.model_copy(update={"research": research})
+        report = _bar_lookahead(settings, cuts, plugin)
+    for name, violation in sorted(report.violations.items()):
+        typer.echo(
+            f"{name}: at {violation.key} the value {violation.full_value} becomes {violation.truncated_value} "
+            f"when the data stops at {violation.cut_ns}",
+            err=True,
+        )
+    typer.echo(report.summary())
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _bar_lookahead(settings: Any, cuts: int, plugin: str | None) -> Any:
     import numpy as np
 
     from kestrel.features.lookahead import check_lookahead, cut_times
     from kestrel.features.table import bar_spec_from_config, kline_feature_computation
     from kestrel.research.klines import load_kline_data
 
-    settings = load_config(config)
-    if last_bars is not None:
-        data_section = settings.research.data.model_copy(update={"last_bars": last_bars})
-        research = settings.research.model_copy(update={"data": data_section})
-        settings = settings.model_copy(update={"research": research})
     data = load_kline_data(settings)
     spec = bar_spec_from_config(settings, data.interval_s)
     compute = kline_feature_computation(
@@ -145,13 +170,26 @@ def check_lookahead_command(
         _load_plugin(plugin) if plugin else None,
     )
     times = np.concatenate([item.bars["open_time_ns"].to_numpy() + data.interval_s * 10**9 for item in data.series])
-    report = check_lookahead(compute, cut_times(times, cuts))
-    for name, violation in sorted(report.violations.items()):
-        typer.echo(
-            f"{name}: at {violation.key} the value {violation.full_value} becomes {violation.truncated_value} "
-            f"when the data stops at {violation.cut_ns}",
-            err=True,
-        )
-    typer.echo(report.summary())
-    if not report.passed:
-        raise typer.Exit(1)
+    return check_lookahead(compute, cut_times(times, cuts))
+
+
+def _micro_lookahead(settings: Any, paths: list[Path], cuts: int) -> Any:
+    import polars as pl
+
+    from kestrel.features.lookahead import check_lookahead, cut_times
+    from kestrel.features.micro import compute_micro_features, events_table, micro_spec_from_config
+    from kestrel.features.raw_events import frames_to_events
+    from kestrel.replay.raw import merge_by_local_time, read_raw
+
+    spec = micro_spec_from_config(settings.feature)
+    events = list(frames_to_events(merge_by_local_time([read_raw(path) for path in paths])))
+    if not events:
+        raise ConfigurationError("the recordings hold no event of a Kestrel market (spot or USD-M)")
+    symbol = events[0].symbol
+    table = events_table([event for event in events if event.symbol == symbol], events[0].market)
+
+    def compute(until: int | None) -> pl.DataFrame:
+        part = table if until is None else table.filter(pl.col("ts_init") <= until)
+        return compute_micro_features(part, spec)
+
+    return check_lookahead(compute, cut_times(table["ts_init"].to_numpy(), cuts), keys=("ts", "row"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import signal
 import sys
@@ -101,6 +100,7 @@ async def _run(settings: Any, record: Path | None, duration: float | None, statu
             compression=storage.parquet_compression,
             compression_level=storage.parquet_compression_level,
             flush_interval_ms=storage.recorder_flush_ms,
+            checkpoint_interval_ms=settings.data.ingest.micro_batch_ms,
             fsync=storage.recorder_fsync,
         )
         report = recorder.start()
@@ -115,7 +115,7 @@ async def _run(settings: Any, record: Path | None, duration: float | None, statu
             flush_interval_ms=settings.data.ingest.micro_batch_ms,
         )
         await redis.start()
-    feed = MarketDataFeed(settings, clock, bus=MessageBus(), recorder=recorder, redis=redis)
+    feed = MarketDataFeed(settings, clock, bus=MessageBus(), recorder=recorder, redis=redis, manage_gc=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -123,7 +123,6 @@ async def _run(settings: Any, record: Path | None, duration: float | None, statu
             loop.add_signal_handler(signum, stop.set)
     try:
         await feed.start()
-        gc.freeze()  # the startup objects are permanent: keep the collector off them (hot path)
         await _wait(feed, stop, duration, status)
     finally:
         await feed.stop()

@@ -36,6 +36,8 @@ FAULT_FLAGS = {
     "rest_418_rate": "rest_418_rate",
     "clock_skew_ms": "clock_skew_ms",
     "stale_snapshot_rate": "stale_snapshot_rate",
+    "malformed_rate": "malformed_rate",
+    "unknown_event_rate": "unknown_event_rate",
 }
 
 Rate = Annotated[float | None, typer.Option(min=0.0, max=1.0, show_default=False)]
@@ -91,8 +93,11 @@ def serve(
         list[Path] | None, typer.Option("--replay", help="A raw recording to replay (repeat for several)")
     ] = None,
     replay_start: Annotated[
-        str, typer.Option(help="Replay: 'first_subscription' (default) or 'immediately'")
+        str, typer.Option(help="Replay: first_subscription (default), all_depth_subscribed or immediately")
     ] = "first_subscription",
+    replay_full_depth: Annotated[
+        bool, typer.Option(help="Replay: snapshots hold every level of the replayed book, whatever the limit")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic market and of the faults")] = 42,
     speed: Annotated[float, typer.Option(min=0.0, help="Timeline speed (1 = real time; replay: 0 = max)")] = 1.0,
     rate_scale: Annotated[float, typer.Option(min=0.0, help="Multiply every synthetic rate")] = 1.0,
@@ -117,6 +122,8 @@ def serve(
     rest_418_rate: Rate = None,
     clock_skew_ms: Annotated[int | None, typer.Option(show_default=False)] = None,
     stale_snapshot_rate: Rate = None,
+    malformed_rate: Rate = None,
+    unknown_event_rate: Rate = None,
     account: Annotated[list[str] | None, typer.Option(help="Trading account KEY:SECRET or NAME=KEY:SECRET")] = None,
     balance: Annotated[list[str] | None, typer.Option(help="Starting balance [spot:|futures:]ASSET=AMOUNT")] = None,
     accounts_file: Annotated[Path | None, typer.Option(help="YAML list of trading accounts")] = None,
@@ -133,7 +140,7 @@ def serve(
     for path in replay or []:
         if not path.is_file():
             raise ConfigurationError(f"--replay: {path}: no such file")
-    if replay_start not in ("first_subscription", "immediately"):
+    if replay_start not in ("first_subscription", "all_depth_subscribed", "immediately"):
         raise ConfigurationError(f"--replay-start: unknown value {replay_start!r}")
     if stats_json is not None and not stats_json.parent.exists():
         raise ConfigurationError(f"--stats-json: {stats_json.parent}: no such directory")
@@ -151,6 +158,7 @@ def serve(
         "source": source,
         "replay_files": list(replay or []),
         "replay_start": replay_start,
+        "replay_full_depth_snapshots": replay_full_depth,
         "seed": seed,
         "speed": speed,
         "rates": RateModel(scale=rate_scale),
@@ -173,6 +181,8 @@ def serve(
         "rest_418_rate": rest_418_rate,
         "clock_skew_ms": clock_skew_ms,
         "stale_snapshot_rate": stale_snapshot_rate,
+        "malformed_rate": malformed_rate,
+        "unknown_event_rate": unknown_event_rate,
     }
     from kestrel.sim.trading.options import trading_options_from_cli
 

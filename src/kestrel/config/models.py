@@ -158,7 +158,12 @@ class StorageConfig(Section):
     clickhouse_url: SecretStr | None = Field(None, description="ClickHouse server; None = embedded stores only")
     parquet_compression: Literal["zstd", "snappy", "lz4", "none"] = Field("zstd", description="Parquet codec")
     parquet_compression_level: int = Field(3, ge=1, le=22, description="ZSTD level")
-    recorder_flush_ms: int = Field(1000, ge=10, description="Recorder micro-batch flush interval")
+    recorder_flush_ms: int = Field(
+        30_000,
+        ge=10,
+        description="How often the recorder turns buffered rows into Parquet parts (one file per partition "
+        "each time); rows are durable before that, in the write-ahead log, every data.ingest.micro_batch_ms",
+    )
     hot_cache_ttl_s: int = Field(5, ge=1, le=3600, description="TTL of Redis top-of-book snapshots (SETEX)")
     redis_stream_maxlen: int = Field(10_000, ge=10, description="Approximate MAXLEN of mkt:tick / mkt:depth streams")
     redis_depth_levels: int = Field(20, ge=1, le=1000, description="Book levels per side in mkt:depth entries")

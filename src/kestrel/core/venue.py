@@ -182,6 +182,12 @@ class OrderUpdate:
     code: int | None = None
     reason: str | None = None
 
+    def received_at(self, ts_init: int) -> OrderUpdate:
+        """The same update, learned of at `ts_init` (cheaper than dataclasses.replace on a hot path)."""
+        return OrderUpdate(
+            self.account_id, self.order, self.execution_type, self.ts_event, ts_init, self.fill, self.code, self.reason
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Balance:
@@ -207,7 +213,9 @@ class Balance:
 
 @dataclass(frozen=True, slots=True)
 class PositionSnapshot:
-    """A futures position (one-way mode: signed `quantity`, > 0 long)."""
+    """A futures position (one-way mode: signed `quantity`, > 0 long). `liquidation_price` is None when
+    the position cannot be liquidated or, in an `AccountUpdate`, when it was not computed (Binance's
+    ACCOUNT_UPDATE carries none; position queries do)."""
 
     market: Market
     symbol: str
@@ -240,6 +248,11 @@ class AccountUpdate:
     positions: tuple[PositionSnapshot, ...]
     ts_event: int
     ts_init: int
+
+    def received_at(self, ts_init: int) -> AccountUpdate:
+        return AccountUpdate(
+            self.account_id, self.market, self.reason, self.balances, self.positions, self.ts_event, ts_init
+        )
 
 
 VenueEvent = OrderUpdate | AccountUpdate

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,38 @@ class OnlineKlineFeatures:
             for symbol in symbols
         }
         self._pending: dict[int, dict[str, tuple[np.ndarray, float]]] = {}
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> OnlineKlineFeatures:
+        """The feature pipeline a registry model card describes (`feature_pipeline`, `feature_names`),
+        so a consumer computes exactly the rows the served model was trained on."""
+        pipeline = card.get("feature_pipeline")
+        if not isinstance(pipeline, dict) or pipeline.get("kind") != "bars":
+            raise DataError("model card: no bar feature pipeline")
+        bars = pipeline["bars"]
+        spec = BarSpec(
+            interval_s=int(pipeline["interval_s"]),
+            atr_period=int(pipeline["atr_period"]),
+            return_windows=tuple(bars["return_windows"]),
+            rv_windows=tuple(bars["rv_windows"]),
+            rv_percentile_lookback=int(bars["rv_percentile_lookback"]),
+            bollinger_period=int(bars["bollinger_period"]),
+            bollinger_k=float(bars["bollinger_k"]),
+            squeeze_lookback=int(bars["squeeze_lookback"]),
+            trend_ema_period=int(bars["trend_ema_period"]),
+        )
+        names = list(card.get("feature_names", []))
+        online = cls(
+            list(pipeline["symbols"]),
+            spec,
+            int(bars["correlation_window"]),
+            pipeline["normalisation"],
+            int(pipeline["normalisation_window"]),
+            with_funding="funding_rate" in names,
+        )
+        if online.names != names:
+            raise DataError("model card: its feature names differ from the pipeline it describes")
+        return online
 
     def on_funding(self, event: FundingRate) -> None:
         state = self._state(event.symbol)

@@ -40,6 +40,7 @@ from kestrel.core.instrument import Instrument
 from kestrel.core.logs import get_logger
 from kestrel.marketdata.drift import ClockDrift
 from kestrel.marketdata.feed_stats import feed_stats, status_line
+from kestrel.marketdata.gc_policy import GcPolicy
 from kestrel.marketdata.policies import Backoff, RestCooldown
 from kestrel.marketdata.quality import QualityAudit, SymbolQuality
 from kestrel.marketdata.sequencer import Sequencer, SymbolSequence
@@ -88,6 +89,7 @@ class MarketDataFeed:
         recorder: ParquetRecorder | None = None,
         redis: RedisPublisher | None = None,
         stream_settings: StreamSettings | None = None,
+        manage_gc: bool = False,
     ) -> None:
         self.config = config
         self.ingest = config.data.ingest
@@ -125,9 +127,11 @@ class MarketDataFeed:
         self._dirty_books: set[tuple[Market, str]] = set()
         self._down_since: dict[int, int] = {}
         self._fallback_inflight: set[str] = set()
+        self._fallback_tasks: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self.streaming_at_stop: int | None = None
+        self.gc = GcPolicy() if manage_gc else None
 
     # ---- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,6 +155,8 @@ class MarketDataFeed:
         self.shards = plan_shards(symbols, self.ingest.streams, self.ingest.streams_per_connection)
         for shard in self.shards:
             self._start_connection(shard)
+        if self.gc is not None:
+            self.gc.start()
         workers = [self._snapshot_worker() for _ in range(self.ingest.snapshot_concurrency)]
         for coroutine in (*workers, self._housekeeping(), self._drift_loop(), self._refresh_loop()):
             self._tasks.append(asyncio.create_task(coroutine))
@@ -236,7 +242,7 @@ class MarketDataFeed:
     def _on_event(self, event: MarketEvent, feed: MarketFeed, rotating: bool = False) -> None:
         market, symbol = event.market, event.symbol
         slot = self._slots.get((market, symbol)) or self._slot(market, symbol)
-        event, flags = self.sequencer.process(event)
+        event, flags = self.sequencer.process_for(slot.sequence, event)
         quality = slot.quality
         quality.messages += 1
         if flags & _DUPLICATE and rotating:
@@ -254,12 +260,12 @@ class MarketDataFeed:
             return
         if flags & _DUPLICATE:
             return
-        if self.bus is not None:
-            self.bus.publish(slot.topics[kind], event)
-        if kind is BookTicker:
+        if kind is BookTicker:  # the cache first, then the news (a handler may read the cache)
             self.tops[slot.key] = event  # type: ignore[assignment]
             if self.redis is not None:
                 self.redis.publish_top(slot.key, event)  # type: ignore[arg-type]
+        if self.bus is not None:
+            self.bus.publish(slot.topics[kind], event)
 
     def _after_depth(self, slot: SymbolSlot, market: Market, symbol: str) -> None:
         sync = slot.sequence.book
@@ -350,6 +356,8 @@ class MarketDataFeed:
                         instrument_key = f"{market.value}:{symbol}"
                         self.redis.publish_depth(instrument_key, book.update_id, book.ts_event, now, bids, asks)
             self._roll_minute(now)
+            if self.gc is not None:
+                self.gc.tick(now, self.recorder.stats.flushes if self.recorder is not None else 0)
             if now - last_fallback >= 250 * NANOS_PER_MILLI:
                 last_fallback = now
                 self._rest_fallback(now)
@@ -423,7 +431,9 @@ class MarketDataFeed:
                 key = f"{shard.market.value}:{symbol}"
                 if key not in self._fallback_inflight and self.cooldown.is_ready(key, now):
                     self._fallback_inflight.add(key)
-                    self._tasks.append(asyncio.create_task(self._fetch_top(shard.market, symbol, key)))
+                    task = asyncio.create_task(self._fetch_top(shard.market, symbol, key))
+                    self._fallback_tasks.add(task)  # a strong reference until done, then forgotten
+                    task.add_done_callback(self._fallback_tasks.discard)
 
     async def _fetch_top(self, market: Market, symbol: str, key: str) -> None:
         try:
@@ -446,13 +456,15 @@ class MarketDataFeed:
 
     # ---- stop / report --------------------------------------------------------------------------
     async def stop(self) -> None:
+        if self.gc is not None:
+            self.gc.stop()
         self.streaming_at_stop = sum(1 for c in self.connections if c.streaming)
         self._stopping = True
         for connection in self.connections:
             connection.stop()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._fallback_tasks):
             task.cancel()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._fallback_tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for feed in self.markets.values():

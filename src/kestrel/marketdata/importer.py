@@ -42,7 +42,11 @@ def import_raw(
     stats = RawReadStats()
     sequencer = Sequencer()
     recorder = ParquetRecorder(
-        Path(out), clock or LiveClock(), compression=compression, compression_level=compression_level
+        Path(out),
+        clock or LiveClock(),
+        compression=compression,
+        compression_level=compression_level,
+        write_ahead_log=False,  # an import is simply run again
     )
     recorder.start()
     try:

@@ -67,6 +67,10 @@ class Sequencer:
         Flags including DUPLICATE or OUT_OF_ORDER mean: already seen or stale; it updated no state.
         """
         state = self._symbols.get((event.market, event.symbol)) or self.symbol(event.market, event.symbol)
+        return self.process_for(state, event)
+
+    def process_for(self, state: SymbolSequence, event: MarketEvent) -> tuple[MarketEvent, int]:
+        """`process` when the caller already holds the symbol's state (saves a lookup per event)."""
         kind = type(event)
         if kind is DepthUpdate:
             flags = state.book.on_update(event)  # type: ignore[arg-type]

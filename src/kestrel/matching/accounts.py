@@ -333,7 +333,7 @@ class FuturesAccount:
     def balances(self, assets: Iterable[str] | None = None) -> tuple[Balance, ...]:
         return tuple(self.balance(asset) for asset in (assets if assets is not None else self.assets()))
 
-    def snapshot(self, position: FuturesPosition) -> PositionSnapshot:
+    def snapshot(self, position: FuturesPosition, with_liquidation_price: bool = True) -> PositionSnapshot:
         mark = self._mark_of(position.symbol)
         return PositionSnapshot(
             market=Market.FUTURES,
@@ -348,6 +348,6 @@ class FuturesAccount:
             isolated_wallet=position.isolated_wallet,
             initial_margin=self.initial_margin(position),
             maintenance_margin=self.maintenance_margin(position),
-            liquidation_price=self.liquidation_price(position),
+            liquidation_price=self.liquidation_price(position) if with_liquidation_price else None,
             ts_updated=position.ts_updated,
         )

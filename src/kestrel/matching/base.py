@@ -242,21 +242,29 @@ class EngineBase(ABC):
             status = int(
                 k.run(table.rows, s.ctl, s.sym_state, s.lots, s.orders, s.ahead, s.out, s.params, stop_ts, notify_mask)
             )
-            self.now_ns = max(self.now_ns, int(s.ctl[k.CTL_NOW]))
-            if status == k.STATUS_FILLS:
-                self._process_out()
-            elif status == k.STATUS_EXCHANGE_PYTHON:
-                row = int(s.ctl[k.CTL_ROW])
-                s.ctl[k.CTL_EXCHANGE_CURSOR] = row + 1
-                event = table.objects[int(table.rows[row, k.COL_REF])]
-                if isinstance(event, MarkPrice):
-                    self._on_mark(event)
-                elif isinstance(event, FundingRate):
-                    self._on_funding_rate(event)
-            else:
-                return status
-            if self._outbox:
-                return k.STATUS_FILLS
+            outcome = self.after_kernel(status)
+            if outcome is not None:
+                return outcome
+
+    def after_kernel(self, status: int) -> int | None:
+        """Handle what a kernel call stopped for: None means "nothing for the caller, run on"; else the
+        status to return (STATUS_FILLS when engine events wait in `drain()`)."""
+        s = self.state
+        self.now_ns = max(self.now_ns, int(s.ctl[k.CTL_NOW]))
+        if status == k.STATUS_FILLS:
+            self._process_out()
+        elif status == k.STATUS_EXCHANGE_PYTHON:
+            assert self._table is not None
+            row = int(s.ctl[k.CTL_ROW])
+            s.ctl[k.CTL_EXCHANGE_CURSOR] = row + 1
+            event = self._table.objects[int(self._table.rows[row, k.COL_REF])]
+            if isinstance(event, MarkPrice):
+                self._on_mark(event)
+            elif isinstance(event, FundingRate):
+                self._on_funding_rate(event)
+        else:
+            return status
+        return k.STATUS_FILLS if self._outbox else None
 
     @property
     def notify_row(self) -> int:
@@ -349,7 +357,7 @@ class EngineBase(ABC):
         else:
             balances = account.futures.balances(assets)
             positions = tuple(
-                account.futures.snapshot(account.futures.positions[s])
+                account.futures.snapshot(account.futures.positions[s], with_liquidation_price=False)
                 for s in symbols
                 if s in account.futures.positions
             )

@@ -46,23 +46,33 @@ _OCO_STOP_LEGS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
 
 class MatchingEngine(FuturesEngine):
     # ==== new orders ==============================================================================
-    def submit_order(self, account_id: str, request: OrderRequest, ts: int) -> list[EngineEvent]:
-        """Accept (and work) a new order, or raise InvalidOrderError as the exchange would refuse it."""
+    def submit_order(
+        self, account_id: str, request: OrderRequest, ts: int, client_order_id: ClientOrderId | None = None
+    ) -> list[EngineEvent]:
+        """Accept (and work) a new order, or raise InvalidOrderError as the exchange would refuse it.
+        `client_order_id` names the order when the request does not."""
         self.now_ns = max(self.now_ns, ts)
         account = self.account(account_id)
-        order = self._accept(account, request, ts)
+        order = self._accept(account, request, ts, client_order_id=client_order_id)
         self._start(order, ts)
         return self._drain()
 
     def _accept(
-        self, account: _Account, request: OrderRequest, ts: int, list_id: int = -1, lock: Lock | None = None
+        self,
+        account: _Account,
+        request: OrderRequest,
+        ts: int,
+        list_id: int = -1,
+        lock: Lock | None = None,
+        client_order_id: ClientOrderId | None = None,
     ) -> SimOrder:
         instrument = self.instrument(request.market, request.symbol)
         if not instrument.is_trading:
             raise reject("Market is closed.", -2010)
-        if request.client_order_id is not None:
-            validate_client_order_id(request.client_order_id, instrument.market)
-            if (instrument.market, instrument.symbol, request.client_order_id) in account.open_by_client:
+        client_order_id = request.client_order_id or client_order_id
+        if client_order_id is not None:
+            validate_client_order_id(client_order_id, instrument.market)
+            if (instrument.market, instrument.symbol, client_order_id) in account.open_by_client:
                 if instrument.market is Market.SPOT:
                     raise reject("Duplicate order sent.", -2010)
                 raise reject("ClientOrderId is duplicated.", -4116)
@@ -71,7 +81,7 @@ class MatchingEngine(FuturesEngine):
         order = SimOrder(
             order_id=0,
             account_id=account.account_id,
-            client_order_id=request.client_order_id or ClientOrderId(""),
+            client_order_id=client_order_id or ClientOrderId(""),
             instrument=instrument,
             side=request.side,
             order_type=request.order_type,

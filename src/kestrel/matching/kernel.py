@@ -63,7 +63,16 @@ S_BAR_MODE = 9  # 1: bar-level fallback (klines), orders match at the next price
 S_DROPPED = 10  # level updates outside the window, ignored
 S_LAST_LOTS = 11
 S_MARK_TICK = 12
-SYMBOL_COLUMNS = 13
+# Price bounds of our resting orders per side (a superset is fine: they only let the kernel skip rows that
+# cannot touch any of our orders); Python refreshes them whenever an order starts or stops resting.
+S_BUY_LOW = 13
+S_BUY_HIGH = 14
+S_SELL_LOW = 15
+S_SELL_HIGH = 16
+S_WATCHERS = 17  # conditional and pending orders: they need every trade / bar point
+SYMBOL_COLUMNS = 18
+NO_HIGH = -1
+NO_LOW = 1 << 62
 
 NO_PRICE = -1
 _MAX_TS = (1 << 63) - 1
@@ -502,6 +511,19 @@ def _on_depth(
 
 
 @njit(cache=True)
+def _depth_touches(sym_state: np.ndarray, sym: int, side: int, tick: int, qty: int) -> bool:
+    """Whether a depth row can matter to our resting orders: it is at one of their levels (queue), or a
+    new level crossing one of them (fill)."""
+    if side == 0:
+        return (sym_state[sym, S_BUY_LOW] <= tick <= sym_state[sym, S_BUY_HIGH]) or (
+            qty > 0 and tick >= sym_state[sym, S_SELL_LOW]
+        )
+    return (sym_state[sym, S_SELL_LOW] <= tick <= sym_state[sym, S_SELL_HIGH]) or (
+        qty > 0 and tick <= sym_state[sym, S_BUY_HIGH]
+    )
+
+
+@njit(cache=True)
 def _trail_fires(orders: np.ndarray, slot: int, price: int) -> bool:
     side = orders[slot, O_SIDE]
     if orders[slot, O_TRAIL_ACTIVE] == 0:
@@ -627,6 +649,31 @@ def _on_bar_point(
     check_triggers(orders, sym_state, out, ctl, sym, 0, tick, ts)
 
 
+@njit(cache=True)
+def refresh_bounds(orders: np.ndarray, sym_state: np.ndarray, ctl: np.ndarray, sym: int) -> None:
+    """Recompute the resting-order price bounds and the watcher count of one symbol."""
+    buy_low, buy_high, sell_low, sell_high, watchers = NO_LOW, NO_HIGH, NO_LOW, NO_HIGH, 0
+    for slot in range(ctl[CTL_ORDER_SLOTS]):
+        state = orders[slot, O_STATE]
+        if state == STATE_FREE or orders[slot, O_SYMBOL] != sym:
+            continue
+        if state != STATE_RESTING:
+            watchers += 1
+            continue
+        tick = orders[slot, O_TICK]
+        if orders[slot, O_SIDE] == 0:
+            buy_low = min(buy_low, tick)
+            buy_high = max(buy_high, tick)
+        else:
+            sell_low = min(sell_low, tick)
+            sell_high = max(sell_high, tick)
+    sym_state[sym, S_BUY_LOW] = buy_low
+    sym_state[sym, S_BUY_HIGH] = buy_high
+    sym_state[sym, S_SELL_LOW] = sell_low
+    sym_state[sym, S_SELL_HIGH] = sell_high
+    sym_state[sym, S_WATCHERS] = watchers
+
+
 # ==== one row =====================================================================================
 @njit(cache=True)
 def apply_exchange_row(
@@ -651,7 +698,7 @@ def apply_exchange_row(
     if kind == KIND_DEPTH_BID or kind == KIND_DEPTH_ASK:
         side = kind - KIND_DEPTH_BID
         old = set_level(lots, sym_state, 0, sym, side, tick, qty)
-        if has_orders:
+        if has_orders and _depth_touches(sym_state, sym, side, tick, qty):
             _on_depth(orders, ahead, lots, sym_state, out, ctl, params, sym, side, tick, old, qty, ts)
     elif kind == KIND_TRADE_BUY or kind == KIND_TRADE_SELL:
         sym_state[sym, S_LAST_TICK] = tick
@@ -659,7 +706,10 @@ def apply_exchange_row(
         sym_state[sym, S_LAST_TS] = ts
         if sym_state[sym, S_BASE] == NO_BASE:
             recenter(lots, sym_state, 0, sym, tick)
-        if has_orders:
+        touches = (kind == KIND_TRADE_SELL and tick <= sym_state[sym, S_BUY_HIGH]) or (
+            kind == KIND_TRADE_BUY and tick >= sym_state[sym, S_SELL_LOW]
+        )
+        if has_orders and (touches or sym_state[sym, S_WATCHERS] > 0):
             _on_trade(orders, ahead, lots, sym_state, out, ctl, sym, kind - KIND_TRADE_BUY, tick, qty, ts)
     elif kind == KIND_CLEAR_BID or kind == KIND_CLEAR_ASK:
         clear_side(lots, sym_state, 0, sym, kind - KIND_CLEAR_BID)
@@ -775,9 +825,18 @@ def run(
                 elif tick == best:
                     sym_state[sym, column] = _scan_best(lots, sym_state, book, sym, side, index)
             if book == 0 and sym_state[sym, S_ORDERS] > 0:
-                _on_depth(
-                    orders, ahead, lots, sym_state, out, ctl, params, sym, side, tick, old, qty, table[row, COL_TS_EXCH]
-                )
+                # `_depth_touches`, written out: only rows at our levels, or crossing one, reach `_on_depth`
+                if side == 0:
+                    touches = (sym_state[sym, S_BUY_LOW] <= tick <= sym_state[sym, S_BUY_HIGH]) or (
+                        qty > 0 and tick >= sym_state[sym, S_SELL_LOW]
+                    )
+                else:
+                    touches = (sym_state[sym, S_SELL_LOW] <= tick <= sym_state[sym, S_SELL_HIGH]) or (
+                        qty > 0 and tick <= sym_state[sym, S_BUY_HIGH]
+                    )
+                if touches:
+                    ts = table[row, COL_TS_EXCH]
+                    _on_depth(orders, ahead, lots, sym_state, out, ctl, params, sym, side, tick, old, qty, ts)
         elif kind == KIND_PYTHON:
             if book == 0:
                 exchange -= 1  # Python handles it and moves the cursor

@@ -27,6 +27,10 @@ class KernelState:
             self.sym_state[:, k.S_BASE + 3 * book] = k.NO_BASE
         self.sym_state[:, k.S_LAST_TICK] = k.NO_PRICE
         self.sym_state[:, k.S_MARK_TICK] = k.NO_PRICE
+        self.sym_state[:, k.S_BUY_LOW] = k.NO_LOW
+        self.sym_state[:, k.S_BUY_HIGH] = k.NO_HIGH
+        self.sym_state[:, k.S_SELL_LOW] = k.NO_LOW
+        self.sym_state[:, k.S_SELL_HIGH] = k.NO_HIGH
         self.lots = np.zeros((2, count, 2, window_ticks), dtype=np.int64)
         self.orders = np.zeros((0, k.ORDER_COLUMNS), dtype=np.int64)
         self.ahead = np.zeros(0, dtype=np.float64)
@@ -67,13 +71,20 @@ class KernelState:
             self.sym_state[sym, k.S_ORDERS] += 1
         self.orders[slot, k.O_STATE] = state
         self.orders[slot, k.O_SYMBOL] = sym
+        self.refresh(sym)
 
     def release(self, slot: int) -> None:
         """Take a slot off the kernel (if still active there) and return it to the free list."""
+        sym = int(self.orders[slot, k.O_SYMBOL])
         if self.orders[slot, k.O_STATE] != k.STATE_FREE:
-            self.sym_state[self.orders[slot, k.O_SYMBOL], k.S_ORDERS] -= 1
+            self.sym_state[sym, k.S_ORDERS] -= 1
             self.orders[slot, k.O_STATE] = k.STATE_FREE
         self._free_slots.append(slot)
+        self.refresh(sym)
+
+    def refresh(self, sym: int) -> None:
+        """Recompute the kernel's shortcuts for `sym` after an order started or stopped resting."""
+        k.refresh_bounds(self.orders, self.sym_state, self.ctl, sym)
 
     # ---- prices ------------------------------------------------------------------------------------
     def best(self, sym: int, side: int, book: int = 0) -> int:

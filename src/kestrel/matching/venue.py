@@ -19,11 +19,10 @@ from decimal import Decimal
 from typing import Literal
 
 from kestrel.core.clock import Clock
-from kestrel.core.enums import Market, OrderStatus, OrderType
+from kestrel.core.enums import Market, OrderStatus, OrderType, Side
 from kestrel.core.errors import InvalidOrderError
 from kestrel.core.identifiers import ClientOrderId
 from kestrel.core.venue import (
-    AccountUpdate,
     Balance,
     ExecutionType,
     OcoRequest,
@@ -47,6 +46,12 @@ class _Command:
     kind: CommandKind
     payload: object
     sent_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Submit:
+    request: OrderRequest
+    client_order_id: ClientOrderId
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class SimVenue:
         self._last_delivery_ns = 0
         self._handler: VenueEventHandler | None = None
         self._orders: dict[tuple[Market, str, str], OrderSnapshot] = {}
+        self._submitted: dict[tuple[Market, str, str], tuple[OrderRequest, int]] = {}  # sent, not yet answered
         self._balances: dict[tuple[Market, str], Balance] = {}
         self._positions: dict[str, PositionSnapshot] = {}
         self.mid_at_send: dict[str, float] = {}  # client order id -> strategy's mid when sent (slippage)
@@ -114,32 +120,39 @@ class SimVenue:
 
     def submit_order(self, request: OrderRequest) -> ClientOrderId:
         client_id = request.client_order_id or self._next_client_id()
-        request = replace(request, client_order_id=client_id)
-        now = self.clock.timestamp_ns()
-        self._orders[(request.market, request.symbol, client_id)] = OrderSnapshot(
+        key = (request.market, request.symbol, client_id)
+        self._submitted[key] = (request, self.clock.timestamp_ns())
+        self._orders.pop(key, None)
+        if self.mid_of is not None:
+            mid = self.mid_of(request.market, request.symbol)
+            if mid is not None:
+                self.mid_at_send[client_id] = mid
+        self._send("submit", _Submit(request, client_id))
+        return client_id
+
+    def _submitted_snapshot(
+        self, key: tuple[Market, str, str], status: OrderStatus = OrderStatus.SUBMITTED
+    ) -> OrderSnapshot:
+        """What the strategy knows of an order sent but not yet answered."""
+        request, sent = self._submitted[key]
+        return OrderSnapshot(
             order_id=0,
-            client_order_id=client_id,
+            client_order_id=ClientOrderId(key[2]),
             market=request.market,
             symbol=request.symbol,
             side=request.side,
             order_type=request.order_type,
-            status=OrderStatus.SUBMITTED,
+            status=status,
             quantity=request.quantity or ZERO,
             filled_quantity=ZERO,
             cumulative_quote=ZERO,
-            ts_created=now,
-            ts_updated=now,
+            ts_created=sent,
+            ts_updated=sent,
             price=request.price,
             stop_price=request.stop_price,
             time_in_force=request.time_in_force,
             reduce_only=request.reduce_only,
         )
-        if self.mid_of is not None:
-            mid = self.mid_of(request.market, request.symbol)
-            if mid is not None:
-                self.mid_at_send[client_id] = mid
-        self._send("submit", request)
-        return client_id
 
     def submit_oco(self, request: OcoRequest) -> str:
         list_id = request.list_client_order_id or f"{self._prefix}-list-{next(self._ids)}"
@@ -164,16 +177,18 @@ class SimVenue:
 
     # ---- Venue: queries (the delivered view) ----------------------------------------------------
     def order(self, market: Market, symbol: str, client_order_id: ClientOrderId) -> OrderSnapshot | None:
-        return self._orders.get((market, symbol, client_order_id))
+        key = (market, symbol, client_order_id)
+        known = self._orders.get(key)
+        if known is None and key in self._submitted:
+            return self._submitted_snapshot(key)
+        return known
 
     def open_orders(self, market: Market | None = None, symbol: str | None = None) -> list[OrderSnapshot]:
-        return [
-            o
-            for (m, s, _), o in self._orders.items()
-            if (o.status.is_open or o.status is OrderStatus.SUBMITTED)
-            and (market is None or m is market)
-            and (symbol is None or s == symbol)
-        ]
+        def wanted(key: tuple[Market, str, str]) -> bool:
+            return (market is None or key[0] is market) and (symbol is None or key[1] == symbol)
+
+        known = [o for key, o in self._orders.items() if o.status.is_open and wanted(key)]
+        return known + [self._submitted_snapshot(key) for key in self._submitted if wanted(key)]
 
     def positions(self) -> list[PositionSnapshot]:
         return [p for p in self._positions.values() if p.quantity != 0]
@@ -212,8 +227,10 @@ class SimVenue:
         engine = self.engine
         try:
             if command.kind == "submit":
-                assert isinstance(command.payload, OrderRequest)
-                events = engine.submit_order(self.account_id, command.payload, ts)
+                assert isinstance(command.payload, _Submit)
+                events = engine.submit_order(
+                    self.account_id, command.payload.request, ts, command.payload.client_order_id
+                )
             elif command.kind == "oco":
                 assert isinstance(command.payload, OcoRequest)
                 events = engine.submit_oco(self.account_id, command.payload, ts)
@@ -243,59 +260,44 @@ class SimVenue:
         """A refused command as the strategy sees it: a REJECTED update (a failed cancel or modify
         leaves the order as it was, so its last known state is repeated with the error)."""
         payload = command.payload
-        if isinstance(payload, OrderRequest):
-            known = self._orders.get((payload.market, payload.symbol, payload.client_order_id or ""))
-            snapshot = replace(known, status=OrderStatus.REJECTED, ts_updated=ts) if known else self._blank(payload, ts)
-            execution = ExecutionType.REJECTED
+        if isinstance(payload, _Submit):
+            request, client_id = payload.request, payload.client_order_id
+            key = (request.market, request.symbol, client_id)
+            if key in self._submitted:
+                snapshot = replace(self._submitted_snapshot(key, OrderStatus.REJECTED), ts_updated=ts)
+            else:
+                snapshot = self._blank_for(request.market, request.symbol, client_id, ts, OrderStatus.REJECTED)
         elif isinstance(payload, _Cancel | _Modify):
             known = self._orders.get((payload.market, payload.symbol, payload.client_order_id))
             snapshot = known or self._blank_for(payload.market, payload.symbol, payload.client_order_id, ts)
-            execution = ExecutionType.REJECTED
         else:
             assert isinstance(payload, OcoRequest)
-            snapshot = self._blank_for(
-                payload.market, payload.symbol, ClientOrderId(payload.list_client_order_id or ""), ts
-            )
-            snapshot = replace(snapshot, status=OrderStatus.REJECTED)
-            execution = ExecutionType.REJECTED
-        return OrderUpdate(self.account_id, snapshot, execution, ts, ts, None, error.code, str(error))
+            list_id = ClientOrderId(payload.list_client_order_id or "")
+            snapshot = self._blank_for(payload.market, payload.symbol, list_id, ts, OrderStatus.REJECTED)
+        return OrderUpdate(self.account_id, snapshot, ExecutionType.REJECTED, ts, ts, None, error.code, str(error))
 
-    def _blank(self, request: OrderRequest, ts: int) -> OrderSnapshot:
+    @staticmethod
+    def _blank_for(
+        market: Market, symbol: str, client_order_id: ClientOrderId, ts: int, status: OrderStatus = OrderStatus.UNKNOWN
+    ) -> OrderSnapshot:
         return OrderSnapshot(
-            order_id=0,
-            client_order_id=request.client_order_id or ClientOrderId(""),
-            market=request.market,
-            symbol=request.symbol,
-            side=request.side,
-            order_type=request.order_type,
-            status=OrderStatus.REJECTED,
-            quantity=request.quantity or ZERO,
-            filled_quantity=ZERO,
-            cumulative_quote=ZERO,
-            ts_created=ts,
-            ts_updated=ts,
-            price=request.price,
-        )
-
-    def _blank_for(self, market: Market, symbol: str, client_order_id: ClientOrderId, ts: int) -> OrderSnapshot:
-        from kestrel.core.enums import Side
-
-        return OrderSnapshot(
-            0, client_order_id, market, symbol, Side.BUY, OrderType.LIMIT, OrderStatus.UNKNOWN, ZERO, ZERO, ZERO, ts, ts
+            0, client_order_id, market, symbol, Side.BUY, OrderType.LIMIT, status, ZERO, ZERO, ZERO, ts, ts
         )
 
     def _deliver(self, events: list[EngineEvent], ts: int) -> None:
         for event in events:
-            delivered: VenueEvent = replace(event, ts_init=ts)
+            delivered: VenueEvent = event.received_at(ts)
             if isinstance(delivered, OrderUpdate):
                 snapshot = delivered.order
-                if delivered.execution_type is not ExecutionType.REJECTED or snapshot.order_id:
-                    self._orders[(snapshot.market, snapshot.symbol, snapshot.client_order_id)] = snapshot
-                else:
-                    key = (snapshot.market, snapshot.symbol, snapshot.client_order_id)
-                    if key in self._orders and self._orders[key].status is OrderStatus.SUBMITTED:
-                        self._orders[key] = snapshot
-            elif isinstance(delivered, AccountUpdate):
+                key = (snapshot.market, snapshot.symbol, snapshot.client_order_id)
+                self._submitted.pop(key, None)
+                if (
+                    delivered.execution_type is not ExecutionType.REJECTED
+                    or snapshot.order_id
+                    or key not in self._orders
+                ):
+                    self._orders[key] = snapshot
+            else:
                 for balance in delivered.balances:
                     self._balances[(balance.market, balance.asset)] = balance
                 for position in delivered.positions:

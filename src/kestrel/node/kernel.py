@@ -23,8 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
+from kestrel.binance.venue import BinanceVenue
+from kestrel.binance.venue_settings import BinanceVenueSettings
 from kestrel.config.loading import config_revision, masked_dict
 from kestrel.config.models import KestrelConfig
 from kestrel.core.bus import MessageBus
@@ -43,13 +46,16 @@ from kestrel.core.events import (
 from kestrel.core.identifiers import Symbol
 from kestrel.core.instrument import GridFilter, Instrument
 from kestrel.core.logs import get_logger
-from kestrel.core.venue import AccountUpdate, BookView, OrderUpdate, Venue, VenueEvent
+from kestrel.core.orders import Fill
+from kestrel.core.venue import AccountUpdate, BookView, OrderSnapshot, OrderUpdate, Venue, VenueEvent
 from kestrel.execution.guard import GuardedVenue
+from kestrel.execution.reconcile import OrderReport, OrphanPolicy, PositionReport, ReconcileReport, reconcile
 from kestrel.marketdata.feed import MarketDataFeed
 from kestrel.matching.engine import EngineSettings, MatchingEngine
 from kestrel.matching.settings import engine_settings, order_latency
 from kestrel.matching.venue import SimVenue
 from kestrel.node.books import LiveBookView
+from kestrel.node.records import write_node_run
 from kestrel.risk.limits import RiskEngine
 from kestrel.storage.ledger import Ledger
 from kestrel.strategy.base import Strategy, StrategyContext
@@ -57,6 +63,13 @@ from kestrel.strategy.base import Strategy, StrategyContext
 log = get_logger(__name__)
 NANOS_PER_SECOND = 1_000_000_000
 PAPER_ACCOUNT = "paper"
+
+
+def _order_report(snapshot: OrderSnapshot) -> OrderReport:
+    return OrderReport(
+        snapshot.market, snapshot.symbol, snapshot.client_order_id, snapshot.order_id, snapshot.side, snapshot.status,
+        snapshot.quantity, snapshot.filled_quantity, snapshot.average_price, snapshot.ts_updated,
+    )  # fmt: skip
 
 
 def _warm_up(settings: EngineSettings) -> None:
@@ -142,12 +155,17 @@ class TradingNode:
         self.ledger: Ledger | None = None
         self.engine: MatchingEngine | None = None
         self.sim_venue: SimVenue | None = None
+        self.binance: BinanceVenue | None = None
+        self.reconcile_report: ReconcileReport | None = None
         self.venue: GuardedVenue | None = None
         self.risk: RiskEngine | None = None
         self.books: dict[tuple[Market, str], BookView] = {}
         self.instruments: dict[tuple[Market, str], Instrument] = {}
         self.summary = NodeSummary(mode, venue_kind.value, strategy.name, config_revision=config_revision(config))
         self._subscriptions = strategy.subscriptions()
+        self._orders: dict[str, OrderSnapshot] = {}  # last known state per client order id, in first-seen order
+        self._fills: list[Fill] = []
+        self.run_dir: Path | None = None
         self._started_ns = 0
         self._stopping = asyncio.Event()
 
@@ -164,7 +182,7 @@ class TradingNode:
         self.instruments = dict(self.feed.registry.instruments)
         if not self.instruments:
             raise ConfigurationError("no instrument to trade: check data.ingest.symbols and markets")
-        inner = self._build_venue()
+        inner = await self._build_venue()
         equity = self._equity(inner)
         self.summary.start_equity = equity
         self.risk = RiskEngine(config.risk, equity if equity > 0 else Decimal(1), self._started_ns)
@@ -179,10 +197,20 @@ class TradingNode:
         self.bus.subscribe("data.*", self._on_market)
         self._guarded(self.strategy.on_start)
 
-    def _build_venue(self) -> Venue:
-        if self.venue_kind is VenueKind.BINANCE:
-            raise ConfigurationError("the Binance venue adapter is not part of this build yet; use the simulated venue")
+    async def _build_venue(self) -> Venue:
         config = self.config
+        if self.venue_kind is VenueKind.BINANCE:
+            settings = BinanceVenueSettings.from_config(config.venue, markets=tuple(config.data.ingest.markets))
+            venue = BinanceVenue(settings, self.clock)
+            await venue.start()
+            self.binance = venue
+            report = await self._reconcile_at_start(venue)
+            if self.mode == "live" and not report.clean:
+                raise ConfigurationError(
+                    f"reconciliation is not clean ({len(report.corrections)} correction(s), see the ledger's "
+                    "'reconcile.fix' audit events): resolve them before trading live"
+                )
+            return venue
         engine = MatchingEngine(list(self.instruments.values()), engine_settings(config.matching))
         engine.open_account(
             PAPER_ACCOUNT,
@@ -192,6 +220,26 @@ class TradingNode:
         self.engine = engine
         self.sim_venue = SimVenue(engine, PAPER_ACCOUNT, self.clock, order_latency(config.matching, config.seed))
         return self.sim_venue
+
+    async def _reconcile_at_start(self, venue: BinanceVenue) -> ReconcileReport:
+        """Crash recovery is the start-up path: the ledger's unfinished orders and positions against
+        the exchange's; every correction is written to the audit trail."""
+        assert self.ledger is not None
+        unfinished = self.ledger.unfinished_orders()
+        snapshot = await venue.reconcile_snapshot([(o.market, o.symbol, o.client_order_id) for o in unfinished])
+        report = reconcile(
+            unfinished, self.ledger.positions(), [_order_report(s) for s in snapshot.queried_orders],
+            [_order_report(s) for s in snapshot.open_orders],
+            [PositionReport(p.market, p.symbol, p.quantity, p.entry_price) for p in snapshot.positions],
+            OrphanPolicy(self.config.execution.orphan_policy), snapshot.ts,
+        )  # fmt: skip
+        for correction in report.corrections:
+            self.ledger.audit(
+                "reconcile.fix", {"fix": correction.fix.value, "detail": correction.detail},
+                snapshot.ts, subject=correction.subject,
+            )  # fmt: skip
+        self.reconcile_report = report
+        return report
 
     async def run(self, duration_s: float | None = None) -> NodeSummary:
         """Start, trade for `duration_s` once started (or until `request_stop()`), stop cleanly."""
@@ -227,10 +275,15 @@ class TradingNode:
 
     async def stop(self) -> None:
         self._guarded(self.strategy.on_stop)
+        if self.binance is not None:  # let in-flight commands finish and their answers arrive
+            await self.binance.drain(timeout_s=10.0)
+            await self.binance.stop()
         if self.sim_venue is not None:  # let in-flight responses arrive
             self.sim_venue.process_due(self.clock.timestamp_ns() + 60 * NANOS_PER_SECOND)
         await self.feed.stop()
         self._finish_summary()
+        self.run_dir = self.config.storage.data_dir / "runs" / f"{self.mode}-{self._started_ns}"
+        write_node_run(self.run_dir, list(self._orders.values()), self._fills, self.summary.__dict__)
         if self.ledger is not None:
             self.ledger.audit("node.stopped", {"summary": self.summary.lines()}, self.clock.timestamp_ns())
             self.ledger.close()
@@ -264,6 +317,9 @@ class TradingNode:
 
     def _on_venue_event(self, event: VenueEvent) -> None:
         if isinstance(event, OrderUpdate):
+            self._orders[event.order.client_order_id] = event.order
+            if event.fill is not None:
+                self._fills.append(event.fill)
             if event.execution_type.value == "NEW":
                 self.summary.orders += 1
             if event.execution_type.value == "REJECTED":

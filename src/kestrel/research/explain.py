@@ -52,10 +52,17 @@ def write_plots(
 
     written = []
     figure, axis = plt.subplots(figsize=(5, 5))
-    populated = [b for b in reliability if b.count]
+    filled = [b for b in reliability if b.count]
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-    axis.plot([b.mean_predicted for b in populated], [b.observed_rate for b in populated], marker="o", color="tab:blue")
-    for bucket in populated:
+    axis.plot([b.mean_predicted for b in filled], [b.observed_rate for b in filled], color="tab:blue")
+    for bucket in filled:
+        axis.plot(
+            bucket.mean_predicted,
+            bucket.observed_rate,
+            marker="o",
+            color="tab:blue",
+            fillstyle="full" if bucket.populated else "none",  # hollow: too few samples to judge
+        )
         axis.annotate(str(bucket.count), (bucket.mean_predicted, bucket.observed_rate), fontsize=7)
     axis.set(xlabel="predicted probability", ylabel="observed rate", title="Reliability (out of fold)")
     figure.tight_layout()

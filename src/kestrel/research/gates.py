@@ -15,7 +15,7 @@ from kestrel.config.research import GateConfig
 def _check(name: str, value: float | int | None, limit: str, passed: bool) -> dict[str, Any]:
     shown = None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
     if isinstance(shown, float):
-        shown = round(shown, 6)
+        shown = float(f"{shown:.6g}")
     return {"name": name, "value": shown, "limit": limit, "passed": bool(passed)}
 
 

@@ -19,6 +19,7 @@ from kestrel.config.models import KestrelConfig
 from kestrel.core.errors import DataError
 from kestrel.features.bars import BarSpec
 from kestrel.features.io import load_funding, load_klines, resolve_data_path
+from kestrel.features.resample import find_gaps
 from kestrel.features.table import SymbolBars, bar_spec_from_config, model_feature_table
 from kestrel.labels.barrier import BarrierSpec
 from kestrel.labels.build import build_bar_labels
@@ -70,6 +71,7 @@ def load_kline_data(config: KestrelConfig) -> KlineData:
             "first_open_time_ns": int(bars["open_time_ns"][0]),
             "last_open_time_ns": int(bars["open_time_ns"][-1]),
             "interval_s": interval_s,
+            "gaps": find_gaps(bars, interval_s).height,  # features run across holes: the run says how many
         }
         if source.funding_path:
             record["funding_path"] = source.funding_path

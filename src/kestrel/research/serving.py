@@ -28,6 +28,10 @@ class Prediction:
     expected_return: float  # E[ret] over the label horizon (NaN without a regressor)
     model_version: int
 
+    def utility(self, cost: float) -> float:
+        """U = E[excess return] / C(s,t) (R-LB-3); NaN when the cost is not positive."""
+        return self.expected_return / cost if cost > 0 else math.nan
+
 
 class ServedModel:
     """One registry version, ready to predict."""

@@ -3,9 +3,12 @@
 A `FaultPlan` (from CLI flags, a YAML file, or Python) sets rates and schedules:
 
 - stream messages: `gap_rate` withholds diff-depth messages (the next one's `U`/`pu` no longer links:
-  a sequence gap), `drop_rate` drops other messages, `duplicate_rate` sends a message twice,
+  a sequence gap), `drop_rate` drops other messages (by default only on aggTrade and trade, whose
+  contiguous ids let a client count every drop), `duplicate_rate` sends a message twice,
   `reorder_rate` holds a message back and sends it after the next one of the same stream,
-  `delay_ms` (+ `delay_jitter_ms`) delays delivery, order kept;
+  `delay_ms` (+ `delay_jitter_ms`) delays delivery, order kept; `malformed_rate` and
+  `unknown_event_rate` send an *extra* frame before a message (truncated JSON, or a well-formed event
+  of an unknown type), so the real sequence is untouched and only the parser's resilience is tested;
 - connections: `disconnect_every_s` closes (a fraction of) the connections, `stall_every_s` freezes
   them for `stall_duration_s` (frames queue up and arrive late), `shutdown_notice_every_s` sends the
   spot `serverShutdown` event and then closes;
@@ -39,7 +42,6 @@ from kestrel.core.errors import ConfigurationError
 from kestrel.sim.streams import StreamKind
 
 Rate = float
-NON_DEPTH_KINDS = [kind.value for kind in StreamKind if kind not in (StreamKind.DEPTH, StreamKind.SERVER)]
 ALL_KINDS = [kind.value for kind in StreamKind if kind is not StreamKind.SERVER]
 
 
@@ -53,12 +55,16 @@ class FaultPlan(BaseModel):
     gap_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of diff-depth messages withheld (sequence gaps)")
     drop_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of other stream messages dropped")
     drop_streams: list[StreamKind] = Field(
-        [StreamKind(kind) for kind in NON_DEPTH_KINDS], description="Stream kinds `drop_rate` applies to"
+        [StreamKind.AGG_TRADE, StreamKind.TRADE], description="Stream kinds `drop_rate` applies to"
     )
     duplicate_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of messages sent twice")
     duplicate_streams: list[StreamKind] = Field([StreamKind(kind) for kind in ALL_KINDS])
     reorder_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of messages swapped with the next one")
     reorder_streams: list[StreamKind] = Field([StreamKind(kind) for kind in ALL_KINDS])
+    malformed_rate: Rate = Field(0.0, ge=0, le=1, description="Fraction of messages preceded by a corrupt frame")
+    unknown_event_rate: Rate = Field(
+        0.0, ge=0, le=1, description="Fraction of messages preceded by an event of an unknown type"
+    )
     delay_ms: float = Field(0.0, ge=0, le=60_000, description="Extra delivery delay of every message")
     delay_jitter_ms: float = Field(0.0, ge=0, le=60_000, description="Uniform extra delay on top (order kept)")
     disconnect_every_s: float | None = Field(None, gt=0, description="Close connections at this period")
@@ -95,6 +101,10 @@ class FaultPlan(BaseModel):
     @property
     def has_message_faults(self) -> bool:
         return any((self.gap_rate, self.drop_rate, self.duplicate_rate, self.reorder_rate))
+
+    @property
+    def has_extra_frames(self) -> bool:
+        return self.malformed_rate > 0 or self.unknown_event_rate > 0
 
     @property
     def has_delay(self) -> bool:
@@ -144,6 +154,8 @@ DROP = 1
 GAP = 2
 DUPLICATE = 3
 HOLD = 4
+MALFORMED = 5
+UNKNOWN_EVENT = 6
 
 
 class FaultInjector:
@@ -157,6 +169,7 @@ class FaultInjector:
         self._delay_rng = random.Random(f"faults:delay:{seed}")
         self._rest_rng = random.Random(f"faults:rest:{seed}")
         self._on_demand_rng = random.Random(f"faults:on-demand:{seed}")
+        self._extras_rng = random.Random(f"faults:extra-frames:{seed}")
         self.connection_rng = random.Random(f"faults:connections:{seed}")
         self._drop = frozenset(plan.drop_streams)
         self._duplicate = frozenset(plan.duplicate_streams)
@@ -199,6 +212,16 @@ class FaultInjector:
             draw -= plan.duplicate_rate
         if kind in self._reorder and draw < plan.reorder_rate:
             return HOLD
+        return SEND
+
+    def extra_frame(self) -> int:
+        """Before a delivered message: MALFORMED, UNKNOWN_EVENT or SEND (no extra frame)."""
+        plan = self.plan
+        draw = self._extras_rng.random()
+        if draw < plan.malformed_rate:
+            return MALFORMED
+        if draw < plan.malformed_rate + plan.unknown_event_rate:
+            return UNKNOWN_EVENT
         return SEND
 
     def _take_pending_gap(self, market: str, symbol: str) -> bool:

@@ -14,16 +14,19 @@ carries the name the client subscribed to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from kestrel.core.enums import Market
 from kestrel.core.logs import get_logger
-from kestrel.sim.faults import DROP, DUPLICATE, GAP, HOLD, FaultInjector
+from kestrel.sim.faults import DROP, DUPLICATE, GAP, HOLD, MALFORMED, UNKNOWN_EVENT, FaultInjector
 from kestrel.sim.stats import SimulatorStats
 from kestrel.sim.streams import Route, StreamKind, delivered_on
 
@@ -34,6 +37,8 @@ log = get_logger(__name__)
 
 Payload = bytes | Callable[[], bytes]
 _connection_ids = itertools.count(1)
+SLOW_CONSUMER = "slow consumer"
+RATE_LIMIT = "rate limit"
 
 
 class Connection:
@@ -47,9 +52,11 @@ class Connection:
         combined: bool,
         opened_s: float,
         max_outbox: int,
+        transport: Any = None,  # the request's transport (uvloop's is not an asyncio.Transport subclass)
     ) -> None:
         self.id = next(_connection_ids)
         self.ws = ws
+        self.transport = transport
         self.market = market
         self.route = route
         self.combined = combined
@@ -75,7 +82,7 @@ class Connection:
         if len(outbox) == 1:
             self.wake.set()
         elif len(outbox) > self.max_outbox:
-            self.request_close("slow consumer")
+            self.request_close(SLOW_CONSUMER)
 
     def request_close(self, reason: str) -> None:
         """Mark for closing; the writer task does the close (we may be inside a publish loop)."""
@@ -86,7 +93,9 @@ class Connection:
             self.wake.set()
 
     async def run_writer(self, timeline: Timeline) -> None:
-        ws = self.ws
+        """Write queued frames, a whole batch per transport write (one system call instead of one per
+        frame: at full-market rates the per-frame writes were most of the server's CPU)."""
+        ws, transport = self.ws, self.transport
         while not self.closed:
             await self.wake.wait()
             self.wake.clear()
@@ -96,16 +105,40 @@ class Connection:
                 self.wake.set()
                 continue
             batch, self.outbox = self.outbox, []
+            if not batch:
+                continue
             try:
-                for frame in batch:
-                    await ws.send_frame(frame, WSMsgType.TEXT)
+                if transport is not None and not transport.is_closing():
+                    transport.write(b"".join([_text_frame(frame) for frame in batch]))
+                    while transport.get_write_buffer_size() > _HIGH_WATER_BYTES and not transport.is_closing():
+                        await asyncio.sleep(0.001)  # the client reads slowly: let its outbox grow instead
+                else:
+                    for frame in batch:
+                        await ws.send_frame(frame, WSMsgType.TEXT)
             except (ConnectionError, RuntimeError):
                 self.request_close("send failed")
                 break
             self.frames_sent += len(batch)
         if not ws.closed:
-            code = WSCloseCode.POLICY_VIOLATION if self.close_reason in ("rate limit", "slow consumer") else None
-            await ws.close(code=code or WSCloseCode.OK, message=self.close_reason.encode()[:120])
+            code = WSCloseCode.POLICY_VIOLATION if self.close_reason in (RATE_LIMIT, SLOW_CONSUMER) else None
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close(code=code or WSCloseCode.OK, message=self.close_reason.encode()[:120])
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed, final text frame (RFC 6455 §5.2), as a server sends it."""
+    length = len(payload)
+    if length < 126:
+        return _SHORT_HEADER.pack(0x81, length) + payload
+    if length < 65_536:
+        return _MEDIUM_HEADER.pack(0x81, 126, length) + payload
+    return _LONG_HEADER.pack(0x81, 127, length) + payload
+
+
+_SHORT_HEADER = struct.Struct("!BB")
+_MEDIUM_HEADER = struct.Struct("!BBH")
+_LONG_HEADER = struct.Struct("!BBQ")
+_HIGH_WATER_BYTES = 1 << 20
 
 
 class StreamHub:
@@ -197,6 +230,17 @@ class StreamHub:
         if self._withheld:
             self._withheld.discard(key)
         data = payload if isinstance(payload, bytes) else payload()
+        if self.faults.plan.has_extra_frames:
+            extra = self.faults.extra_frame()
+            if extra == MALFORMED:
+                symbol_counters.malformed_injected += 1
+                stream_counters.malformed_injected += 1
+                self._send(market, stream, data[: max(1, len(data) // 2)])
+            elif extra == UNKNOWN_EVENT:
+                symbol_counters.unknown_events_injected += 1
+                stream_counters.unknown_events_injected += 1
+                unknown = {"e": "simulatorUnknownEvent", "E": self.timeline.server_ms(), "s": symbol}
+                self._send(market, stream, orjson.dumps(unknown))
         if action == HOLD and key not in self._held:
             self._held[key] = (symbol, kind, data)
             return

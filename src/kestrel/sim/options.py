@@ -1,8 +1,10 @@
 """Options of the market simulator (Python API and `kestrel sim serve`).
 
-Every duration of the protocol (24 h connection cut, ping cadence, pong timeout, the 5-minute
-connection budget, the 1-minute weight window, IP bans) is multiplied by `time_scale`, so a test can
-see a "24 h" cut after 0.5 s with ``time_scale=0.5/86400``. Market rates are not scaled by it.
+Every duration of the protocol (24 h connection cut, the 5-minute connection budget, the 1-minute
+weight window, IP bans, ping cadence and pong timeout) is multiplied by `time_scale`, so a test can
+see a "24 h" cut after 0.5 s with ``time_scale=0.5/86400``. The per-second incoming message limit is
+not scaled, so pings never come faster than once a second (see `scaled_ping`); market rates are not
+scaled either.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class RateModel(_Frozen):
     book_events_per_s_min: float = Field(2.0, gt=0, description="Floor for the least active symbols")
     trades_per_s_major: float = Field(8.0, ge=0, description="Taker orders per second of the top symbol")
     trades_per_s_min: float = Field(0.2, ge=0, description="Floor for the least active symbols")
+    liquidations_per_s_major: float = Field(0.05, ge=0, description="USD-M forced orders per second, top symbol")
+    liquidations_per_s_min: float = Field(0.002, ge=0, description="Floor for the least active symbols")
     activity_exponent: float = Field(0.5, ge=0, le=3, description="How fast activity falls with rank")
     scale: float = Field(1.0, gt=0, le=1000, description="Multiplies every rate (load tests)")
     levels_per_side: int = Field(200, ge=5, le=5000, description="Initial book depth per side")
@@ -66,8 +70,15 @@ class SimulatorOptions(_Frozen):
     symbols: int | list[str] = Field(20, description="A count (real symbols first, then generated) or names")
     source: Literal["synthetic", "replay"] = "synthetic"
     replay_files: list[Path] = Field(default_factory=list, description="Raw recordings to replay")
-    replay_start: Literal["immediately", "first_subscription"] = Field(
-        "first_subscription", description="Replay: start at once, or when the first client subscribes"
+    replay_start: Literal["immediately", "first_subscription", "all_depth_subscribed"] = Field(
+        "first_subscription",
+        description="Replay: start at once, when the first client subscribes, or when every recorded "
+        "diff-depth stream has a subscriber (a sharded client is fully connected)",
+    )
+    replay_full_depth_snapshots: bool = Field(
+        False,
+        description="Replay: serve every level of the replayed book whatever the `limit` (a client that syncs "
+        "after the recorded snapshot then still ends with exactly the raw file's book)",
     )
     speed: float = Field(1.0, ge=0, le=10_000, description="Timeline speed; 0 = replay as fast as possible")
     seed: int = 42
@@ -98,11 +109,15 @@ class SimulatorOptions(_Frozen):
 
     @model_validator(mode="after")
     def _source(self) -> SimulatorOptions:
-        if self.source == "replay" and not self.replay_files:
-            raise ValueError("replay needs at least one recording file")
         if self.source == "synthetic" and self.speed == 0:
             raise ValueError("speed 0 (as fast as possible) is for replay; the synthetic market runs in real time")
         return self
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
+
+    def scaled_ping(self, seconds: float) -> float:
+        """Ping cadence and pong timeouts follow `time_scale` but, when it shrinks time, never drop below
+        one second: answering faster pings would itself break the 5 messages/s limit, which is not scaled."""
+        scaled = seconds * self.time_scale
+        return scaled if self.time_scale >= 1 else max(scaled, min(seconds, 1.0))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,7 @@ class ReplayMarket:
         subscribed: Subscribed,
         timeline: Timeline,
         data_dir: Path | None,
+        frames: Iterable[RawFrame] | None = None,
     ) -> None:
         self.options = options
         self.publish = publish
@@ -187,17 +189,20 @@ class ReplayMarket:
         self._started = options.replay_start == "immediately"
         self._depth_names: dict[tuple[Market, str], str] = {}
         self._offset_ns = 0
-        self._load(options, data_dir)
+        self._load(options, data_dir, frames)
 
     # ---- loading ------------------------------------------------------------------------------
-    def _load(self, options: SimulatorOptions, data_dir: Path | None) -> None:
+    def _load(self, options: SimulatorOptions, data_dir: Path | None, given: Iterable[RawFrame] | None) -> None:
         files = _with_siblings([Path(path) for path in options.replay_files])
         for path in files:
             if not path.exists():
                 raise ConfigurationError(f"{path}: no such file")
         snapshots: dict[tuple[Market, str], bytes] = {}
         offsets: list[int] = []
-        for frame in merge_by_local_time(read_raw(path) for path in files):
+        sources: list[Iterable[RawFrame]] = [read_raw(path) for path in files]
+        if given is not None:
+            sources.append(given)
+        for frame in merge_by_local_time(iter(source) for source in sources):
             if frame.market is None or frame.market not in options.markets:
                 continue
             if frame.kind is FrameKind.SNAPSHOT:
@@ -279,7 +284,7 @@ class ReplayMarket:
 
     def advance(self, until_ns: int, max_events: int = 1 << 62) -> int:
         if not self._started:
-            if not any(self.subscribed(market) for market in self.options.markets):
+            if not self._ready_to_start():
                 return 0
             self._started = True
             self.timeline.rebase(self.frames[self._position].ts_ns)
@@ -300,6 +305,11 @@ class ReplayMarket:
                 self.timeline.set_position(frame.ts_ns)
         self._position = position
         return processed
+
+    def _ready_to_start(self) -> bool:
+        if self.options.replay_start == "all_depth_subscribed":
+            return all(name in self.subscribed(market) for (market, _), name in self._depth_names.items())
+        return any(self.subscribed(market) for market in self.options.markets)
 
     def canonical(self, market: Market, name: str) -> str:
         parsed = parse_stream(name, market)
@@ -328,7 +338,10 @@ class ReplayMarket:
 
     def depth_snapshot(self, market: Market, symbol: str, limit: int, stale_ms: int) -> tuple[bytes, bool]:
         stale_before = self.timeline.now_ns() - stale_ms * NANOS_PER_MILLI if stale_ms else None
-        return self._book(market, symbol).body(limit, stale_before)
+        book = self._book(market, symbol)
+        if self.options.replay_full_depth_snapshots and book.synced:
+            limit = max(len(book.book.bids), len(book.book.asks))
+        return book.body(limit, stale_before)
 
     def book_view(self, market: Market, symbol: str, limit: int | None = None) -> BookView:
         return self._book(market, symbol).view(limit)
@@ -365,6 +378,10 @@ class ReplayMarket:
                     }
                 )
         return rows
+
+    def open_interest(self, symbol: str) -> dict[str, object]:
+        self._book(Market.FUTURES, symbol)
+        raise BookUnavailable("open interest is not in the recording")
 
     def funding_rates(self, symbol: str | None) -> list[dict[str, object]]:
         if symbol is not None:

@@ -247,6 +247,12 @@ async def _funding_rate(request: web.Request) -> web.Response:
     return json_response(rows)
 
 
+async def _open_interest(request: web.Request) -> web.Response:
+    symbol = _symbol(request)
+    assert symbol is not None
+    return json_response(request.app[STATE_KEY].source.open_interest(symbol))
+
+
 async def _funding_info(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     return json_response(
@@ -350,3 +356,4 @@ def register_market_routes(app: web.Application, state: SimulatorState) -> None:
     add_route(app, "GET", "/fapi/v1/premiumIndex", _premium_index, _premium_weight)
     add_route(app, "GET", "/fapi/v1/fundingRate", _funding_rate, 1)
     add_route(app, "GET", "/fapi/v1/fundingInfo", _funding_info, 1)
+    add_route(app, "GET", "/fapi/v1/openInterest", _open_interest, 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,7 @@ from kestrel.config.paths import shared_data_dir
 from kestrel.core.enums import Market
 from kestrel.core.errors import ConfigurationError, KestrelError
 from kestrel.core.logs import get_logger
+from kestrel.replay.raw import RawFrame
 from kestrel.sim.book import BookView
 from kestrel.sim.faults import FaultInjector, FaultPlan
 from kestrel.sim.hub import StreamHub
@@ -58,8 +60,13 @@ class MarketEndpoints:
 class MarketSimulator:
     """The local Binance market-data simulator. Use as ``async with MarketSimulator(options) as sim:``."""
 
-    def __init__(self, options: SimulatorOptions | None = None) -> None:
+    def __init__(
+        self, options: SimulatorOptions | None = None, replay_frames: Iterable[RawFrame] | None = None
+    ) -> None:
+        """`replay_frames` (with source="replay"): frames to replay besides `options.replay_files`, e.g. our
+        own recordings through `kestrel.sim.event_frames.frames_from_events`."""
         self.options = options or SimulatorOptions()
+        self._replay_frames = replay_frames
         self.stats_data = SimulatorStats()
         self.timeline = Timeline(speed=self.options.speed)
         self._injector = FaultInjector(self.options.faults, self.options.seed)
@@ -88,8 +95,15 @@ class MarketSimulator:
         if options.source == "replay":
             from kestrel.sim.replay import ReplayMarket
 
+            if not options.replay_files and self._replay_frames is None:
+                raise ConfigurationError("replay needs at least one recording file (or frames)")
             return ReplayMarket(
-                options, self.hub.publish, self.hub.subscribed_streams, self.timeline, self._data_dir(required=False)
+                options,
+                self.hub.publish,
+                self.hub.subscribed_streams,
+                self.timeline,
+                self._data_dir(required=False),
+                self._replay_frames,
             )
         data_dir = self._data_dir(required=True)
         assert data_dir is not None

@@ -7,8 +7,9 @@ Counting rules (a client test compares its own counts with these):
 - `gaps_injected`: breaks in a diff-depth sequence (withheld messages; a run of consecutive withheld
   messages on one stream is one break, which is what a client can detect); `drops_injected`: other
   messages withheld, each counted (a client sees the missing ids);
-  `reorders_injected`: messages delivered after their successor. Only faults that hit a stream with
-  a subscriber count (a fault nobody could observe is not injected).
+  `reorders_injected`: messages delivered after their successor; `malformed_injected` /
+  `unknown_events_injected`: extra frames sent before real messages (not in `messages_sent`). Only
+  faults that hit a stream with a subscriber count (a fault nobody could observe is not injected).
 - connection faults (`disconnects_injected`, `stalls_injected`, `shutdown_notices_injected`) count
   connections affected; protocol enforcement (rate limit, ping timeout, 24 h cut, slow consumer) is
   counted separately under `connections`.
@@ -28,6 +29,8 @@ class MessageCounters:
     drops_injected: int = 0
     duplicates_injected: int = 0
     reorders_injected: int = 0
+    malformed_injected: int = 0
+    unknown_events_injected: int = 0
 
     def add(self, other: MessageCounters) -> None:
         for item in fields(self):

@@ -44,7 +44,7 @@ KLINE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h",
 # `@0ms` is the real-time diff stream (undocumented, but the hftbacktest recordings were made on it).
 DEPTH_SPEEDS_MS: dict[Market, tuple[int, ...]] = {Market.SPOT: (1000, 100), Market.FUTURES: (250, 500, 100, 0)}
 
-_NAME = re.compile(r"^[a-z0-9!_]+@[A-Za-z0-9_@.:+-]+$|^![A-Za-z]+$")
+_NAME = re.compile(r"^[a-z0-9_]+@[A-Za-z0-9_@.:+-]+$|^![A-Za-z]+(?:@[A-Za-z0-9_@]+)?$")
 _DEPTH = re.compile(r"^depth(?P<levels>5|10|20)?(?:@(?P<speed>\d+)ms)?$")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import random
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,8 +28,9 @@ import orjson
 from kestrel.core.enums import Market
 from kestrel.sim import wire
 from kestrel.sim.book import BookView
+from kestrel.sim.derivatives import Derivatives
 from kestrel.sim.hub import Payload
-from kestrel.sim.instruments import ExchangeInfoCatalog, SymbolSpec, exchange_info_document, fixed_text
+from kestrel.sim.instruments import ExchangeInfoCatalog, SymbolSpec, exchange_info_document
 from kestrel.sim.klines import Bar, KlineSeries, bucket_open
 from kestrel.sim.options import RateModel
 from kestrel.sim.state import UnknownSymbol
@@ -60,18 +61,18 @@ class MarketObserver(Protocol):
 
     def on_trades(self, spec: SymbolSpec, trades: list[TradeRecord], time_ns: int) -> None: ...
 
-    def on_mark(self, spec: SymbolSpec, mark: MarkState, time_ns: int) -> None: ...
+    def on_mark(self, spec: SymbolSpec, mark: Derivatives, time_ns: int) -> None: ...
 
 
 NANOS_PER_MILLI = 1_000_000
-FUNDING_INTERVAL_MS = 8 * 3_600_000
 MARK_PERIOD_NS = 1_000 * NANOS_PER_MILLI
 
 # heap event kinds
-_BOOK, _TRADE, _FLUSH, _MARK, _KLINE = 0, 1, 2, 3, 4
+_BOOK, _TRADE, _FLUSH, _MARK, _KLINE, _LIQUIDATION = 0, 1, 2, 3, 4, 5
 # kline stream cadence: USD-M 250 ms; spot 1 s for `1s` bars and 2 s for the rest (spec §2)
 _KLINE_PERIOD_MS = {Market.FUTURES: 250, Market.SPOT: 1000}
 _MARKET_INDEX = {Market.FUTURES: 0, Market.SPOT: 1}
+_PARTIAL_DEPTH = re.compile(r"@depth(?:5|10|20)(?:@|$)")
 
 
 @dataclass(slots=True)
@@ -85,20 +86,6 @@ class DepthAccumulator:
     previous_final_id: int = 0  # `pu` of the next message
     last_change_ns: int = 0
     changes: dict[tuple[bool, int], int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class MarkState:
-    """USD-M mark/index/funding of one symbol (a premium random walk around the mid)."""
-
-    rng: random.Random
-    premium: float = 0.0
-    funding_rate: float = 0.0001
-    mark_average: float = 0.0
-    mark_ticks: int = 0
-    index_price: float = 0.0
-    next_funding_ms: int = 0
-    history: list[tuple[int, float, int]] = field(default_factory=list)  # (funding time ms, rate, mark ticks)
 
 
 class SymbolChannel:
@@ -125,7 +112,9 @@ class SymbolChannel:
         self.update_times: deque[tuple[int, int]] = deque(maxlen=4096)  # (event time, update id after it)
         for accumulator in self.depth:
             accumulator.previous_final_id = symbol.update_id
-        self.mark: MarkState | None = None
+        self.force_order = f"{name}@forceOrder"
+        self.partial_previous_id: dict[str, int] = {}  # USD-M partial depth stream → its last `u`
+        self.derivatives: Derivatives | None = None
         self.klines: KlineSeries | None = None
 
 
@@ -191,7 +180,9 @@ class SyntheticMarket:
             if delay is not None:
                 self._push(origin_ns + delay, _TRADE, index)
             if state.spec.market is Market.FUTURES:
-                channel.mark = self._initial_mark(channel, origin_ns)
+                channel.derivatives = Derivatives.create(state, self.seed, origin_ns)
+                if state.liquidation_rate > 0:
+                    self._push(origin_ns + state.next_delay_ns(state.liquidation_rate), _LIQUIDATION, index)
             channel.klines = KlineSeries(
                 state.spec, self.seed, origin_ns // NANOS_PER_MILLI, state.mid_ticks, self.kline_history_minutes
             )
@@ -231,6 +222,10 @@ class SyntheticMarket:
             elif kind == _FLUSH:
                 self._flush(index, time_ns)
                 self._push(time_ns + index * NANOS_PER_MILLI, _FLUSH, index)
+            elif kind == _LIQUIDATION:
+                channel = self.channels[index]
+                self._liquidation(channel, time_ns)
+                self._push(time_ns + channel.state.next_delay_ns(channel.state.liquidation_rate), _LIQUIDATION, index)
             elif kind == _MARK:
                 self._marks(time_ns)
                 self._push(time_ns + MARK_PERIOD_NS, _MARK, 0)
@@ -287,6 +282,16 @@ class SyntheticMarket:
 
     def _taker(self, channel: SymbolChannel, time_ns: int) -> None:
         changes, trades, aggregates = channel.state.taker_order(time_ns)
+        self._publish_fills(channel, changes, trades, aggregates, time_ns)
+
+    def _publish_fills(
+        self,
+        channel: SymbolChannel,
+        changes: list[Change],
+        trades: list[TradeRecord],
+        aggregates: list[AggTradeRecord],
+        time_ns: int,
+    ) -> None:
         spec = channel.spec
         market = spec.market
         time_ms = self._ms(time_ns)
@@ -302,6 +307,8 @@ class SyntheticMarket:
                 )
             payload = wire.trade(spec, record.trade_id, record.price, record.quantity, record.buyer_is_maker, time_ms)
             self.publish(market, channel.trade, StreamKind.TRADE, spec.symbol, payload)
+        if channel.derivatives is not None:
+            channel.derivatives.on_trades(trades)
         for aggregate in aggregates:
             self.publish(
                 market, channel.agg_trade, StreamKind.AGG_TRADE, spec.symbol, self._agg_payload(spec, aggregate)
@@ -351,6 +358,39 @@ class SyntheticMarket:
                 return wire.depth_update(spec, first_id, final_id, previous, changes, event_ms, transaction_ms)
 
             self.publish(spec.market, accumulator.name, StreamKind.DEPTH, spec.symbol, render)
+        self._partial_depth(speed_ms, time_ns)
+
+    def _partial_depth(self, speed_ms: int, time_ns: int) -> None:
+        """`<symbol>@depth<N>[@speed]`: the top N levels every period, for subscribed streams only.
+        Spot sends `{lastUpdateId, bids, asks}`; USD-M keeps the depthUpdate envelope (spec §2.6)."""
+        event_ms = self._ms(time_ns)
+        for market in self.markets:
+            for name in sorted(
+                n
+                for n in self.subscribed(market)
+                if "@depth" in n and n[n.index("@depth") + 6 : n.index("@depth") + 7].isdigit()
+            ):
+                parsed = parse_stream(name, market)
+                if parsed is None or parsed.kind is not StreamKind.PARTIAL_DEPTH or parsed.speed_ms != speed_ms:
+                    continue
+                channel = self.by_key.get((market, parsed.symbol or ""))
+                if channel is None or parsed.levels is None:
+                    continue
+                book = channel.state.book
+                bids, asks = book.top(parsed.levels)
+                spec = channel.spec
+                if market is Market.SPOT:
+                    payload = wire.partial_depth_spot(spec, book.last_update_id, bids, asks)
+                else:
+                    final = book.last_update_id
+                    previous = channel.partial_previous_id.get(name, final)
+                    channel.partial_previous_id[name] = final
+                    transaction_ms = self._ms(self.last_event_ns.get((market, spec.symbol), time_ns))
+                    first = previous + 1 if final > previous else final
+                    payload = wire.partial_depth_futures(
+                        spec, first, final, previous, bids, asks, event_ms, transaction_ms
+                    )
+                self.publish(market, name, StreamKind.PARTIAL_DEPTH, spec.symbol, payload, on_demand=True)
 
     def _kline_streams(self, market: Market, time_ns: int) -> None:
         """Current-bar updates of every subscribed kline stream; a bucket's final bar (`x: true`)
@@ -381,76 +421,45 @@ class SyntheticMarket:
                 payload = orjson.dumps(fields)
                 self.publish(market, name, StreamKind.KLINE, channel.spec.symbol, payload, on_demand=True)
 
-    # ---- mark price and funding (USD-M) -------------------------------------------------------
-    def _initial_mark(self, channel: SymbolChannel, origin_ns: int) -> MarkState:
-        spec = channel.spec
-        rng = random.Random(f"{self.seed}:mark:{spec.symbol}")
-        mark = MarkState(rng=rng, premium=rng.uniform(-3e-4, 3e-4), funding_rate=rng.choice((1e-4, 1e-4, 5e-5, -2e-5)))
-        origin_ms = origin_ns // NANOS_PER_MILLI
-        mark.next_funding_ms = (origin_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
-        mid = channel.state.mid_ticks
-        # 30 days of settled funding before the start, for GET /fapi/v1/fundingRate
-        for number in range(90, 0, -1):
-            rate = round(mark.funding_rate + rng.gauss(0, 5e-5), 8)
-            mark.history.append((mark.next_funding_ms - number * FUNDING_INTERVAL_MS, rate, mid))
-        self._update_mark(channel, mark)
-        return mark
-
-    def _update_mark(self, channel: SymbolChannel, mark: MarkState) -> None:
-        state = channel.state
-        best_bid, _, best_ask, _ = state.top()
-        mid = (best_bid + best_ask) / 2 if best_bid and best_ask else float(state.mid_ticks)
-        mark.premium = max(-0.005, min(0.005, mark.premium * 0.98 + mark.rng.gauss(0, 5e-5)))
-        mark.funding_rate = max(-0.0075, min(0.0075, mark.funding_rate + mark.rng.gauss(0, 2e-6)))
-        mark.mark_ticks = max(1, round(mid * (1 + mark.premium)))
-        tick = float(channel.spec.tick_size)
-        mark.index_price = mid * tick * (1 - mark.premium / 2)
-        price = mark.mark_ticks * tick
-        mark.mark_average = price if mark.mark_average == 0 else mark.mark_average * 0.9 + price * 0.1
-
-    def _mark_fields(self, channel: SymbolChannel, mark: MarkState, event_ms: int) -> dict[str, object]:
-        return {
-            "e": "markPriceUpdate",
-            "E": event_ms,
-            "s": channel.spec.symbol,
-            "p": self.mark_text(channel, mark.mark_ticks),
-            "ap": f"{mark.mark_average:.8f}",
-            "P": f"{mark.index_price:.8f}",
-            "i": f"{mark.index_price:.8f}",
-            "r": f"{mark.funding_rate:.8f}",
-            "T": mark.next_funding_ms,
-        }
-
-    @staticmethod
-    def mark_text(channel: SymbolChannel, ticks: int) -> str:
-        return fixed_text(int(channel.spec.tick_size.scaleb(8)) * ticks, 8)
-
+    # ---- mark price, funding, liquidations (USD-M) ---------------------------------------------
     def _marks(self, time_ns: int) -> None:
         event_ms = self._ms(time_ns)
+        now_ms = time_ns // NANOS_PER_MILLI
         every_third = (time_ns // MARK_PERIOD_NS) % 3 == 0
-        updates_1s: list[dict[str, object]] = []
+        updates: list[dict[str, object]] = []
         for channel in self.channels:
-            mark = channel.mark
-            if mark is None:
+            derivatives = channel.derivatives
+            if derivatives is None:
                 continue
-            self._update_mark(channel, mark)
-            if time_ns // NANOS_PER_MILLI >= mark.next_funding_ms:
-                mark.history.append((mark.next_funding_ms, round(mark.funding_rate, 8), mark.mark_ticks))
-                mark.next_funding_ms += FUNDING_INTERVAL_MS
+            derivatives.update(channel.state, now_ms)
             for observer in self.observers:
-                observer.on_mark(channel.spec, mark, time_ns)
-            fields = self._mark_fields(channel, mark, event_ms)
-            updates_1s.append(fields)
+                observer.on_mark(channel.spec, derivatives, time_ns)
+            fields = derivatives.mark_fields(event_ms)
+            updates.append(fields)
             payload = orjson.dumps(fields)
             symbol = channel.spec.symbol
             self.publish(Market.FUTURES, channel.mark_1s, StreamKind.MARK_PRICE, symbol, payload)
             if every_third:
                 self.publish(Market.FUTURES, channel.mark_3s, StreamKind.MARK_PRICE, symbol, payload)
-        self.publish(Market.FUTURES, "!markPrice@arr@1s", StreamKind.MARK_PRICE, None, lambda: orjson.dumps(updates_1s))
+        self.publish(Market.FUTURES, "!markPrice@arr@1s", StreamKind.MARK_PRICE, None, lambda: orjson.dumps(updates))
         if every_third:
-            self.publish(
-                Market.FUTURES, "!markPrice@arr", StreamKind.MARK_PRICE, None, lambda: orjson.dumps(updates_1s)
-            )
+            self.publish(Market.FUTURES, "!markPrice@arr", StreamKind.MARK_PRICE, None, lambda: orjson.dumps(updates))
+
+    def _liquidation(self, channel: SymbolChannel, time_ns: int) -> None:
+        """A forced taker order several times the usual size, reported on `forceOrder`."""
+        state = channel.state
+        sell = state.rng.random() < 0.5  # SELL liquidates a long
+        changes, trades, aggregates = state.taker_order(time_ns, buy=not sell, size_factor=4.0)
+        self._publish_fills(channel, changes, trades, aggregates, time_ns)
+        derivatives = channel.derivatives
+        if derivatives is None:
+            return
+        fields = derivatives.force_order_fields(trades, sell, self._ms(time_ns))
+        if fields is not None:
+            payload = orjson.dumps(fields)
+            symbol = channel.spec.symbol
+            self.publish(Market.FUTURES, channel.force_order, StreamKind.FORCE_ORDER, symbol, payload)
+            self.publish(Market.FUTURES, "!forceOrder@arr", StreamKind.FORCE_ORDER, symbol, payload)
 
     # ---- MarketSource: queries (REST and the test API) ----------------------------------------
     def specs(self, market: Market) -> list[SymbolSpec]:
@@ -548,42 +557,23 @@ class SyntheticMarket:
 
     def premium_index(self, symbol: str | None) -> list[dict[str, object]]:
         channels = [self._channel(Market.FUTURES, symbol)] if symbol else self._futures_channels()
-        rows = []
-        for channel in channels:
-            mark = channel.mark
-            if mark is None:
-                continue
-            rows.append(
-                {
-                    "symbol": channel.spec.symbol,
-                    "markPrice": self.mark_text(channel, mark.mark_ticks),
-                    "indexPrice": f"{mark.index_price:.8f}",
-                    "estimatedSettlePrice": f"{mark.index_price:.8f}",
-                    "lastFundingRate": f"{mark.funding_rate:.8f}",
-                    "interestRate": "0.00010000",
-                    "nextFundingTime": mark.next_funding_ms,
-                    "time": self._ms(self.now_ns),
-                }
-            )
-        return rows
+        now_ms = self._ms(self.now_ns)
+        return [channel.derivatives.premium_row(now_ms) for channel in channels if channel.derivatives is not None]
 
     def funding_rates(self, symbol: str | None) -> list[dict[str, object]]:
         channels = [self._channel(Market.FUTURES, symbol)] if symbol else self._futures_channels()
         rows: list[dict[str, object]] = []
         for channel in channels:
-            if channel.mark is None:
-                continue
-            rows.extend(
-                {
-                    "symbol": channel.spec.symbol,
-                    "fundingRate": f"{rate:.8f}",
-                    "fundingTime": time_ms,
-                    "markPrice": self.mark_text(channel, ticks),
-                }
-                for time_ms, rate, ticks in channel.mark.history
-            )
+            if channel.derivatives is not None:
+                rows.extend(channel.derivatives.funding_rows())
         rows.sort(key=lambda row: (int(str(row["fundingTime"])), str(row["symbol"])))
         return rows
+
+    def open_interest(self, symbol: str) -> dict[str, object]:
+        derivatives = self._channel(Market.FUTURES, symbol).derivatives
+        if derivatives is None:
+            raise UnknownSymbol(symbol)
+        return derivatives.open_interest_row(self._ms(self.now_ns))
 
     def _futures_channels(self) -> list[SymbolChannel]:
         return [channel for channel in self.channels if channel.spec.market is Market.FUTURES]

@@ -58,6 +58,11 @@ class SyntheticSymbol:
         rng = self.rng
         self.book_rate = rates.rate(rates.book_events_per_s_major, rates.book_events_per_s_min, spec.rank)
         self.trade_rate = rates.rate(rates.trades_per_s_major, rates.trades_per_s_min, spec.rank)
+        self.liquidation_rate = (
+            rates.rate(rates.liquidations_per_s_major, rates.liquidations_per_s_min, spec.rank)
+            if spec.market is Market.FUTURES and rates.liquidations_per_s_major > 0
+            else 0.0
+        )
         self.max_levels = rates.max_levels_per_side
         self.min_levels = max(5, rates.levels_per_side // 4)
         self.futures = spec.market is Market.FUTURES
@@ -134,6 +139,10 @@ class SyntheticSymbol:
     def next_book_delay_ns(self) -> int:
         return int(self.rng.expovariate(self.book_rate) * 1e9) + 1
 
+    def next_delay_ns(self, rate: float) -> int:
+        """Exponential inter-arrival time of a Poisson process of `rate` per second."""
+        return int(self.rng.expovariate(rate) * 1e9) + 1
+
     def next_trade_delay_ns(self) -> int | None:
         if self.trade_rate <= 0:
             return None
@@ -202,11 +211,14 @@ class SyntheticSymbol:
             if far > 0:
                 self._set(changes, is_bid, far, self._level_size())
 
-    def taker_order(self, time_ns: int) -> tuple[list[Change], list[TradeRecord], list[AggTradeRecord]]:
+    def taker_order(
+        self, time_ns: int, buy: bool | None = None, size_factor: float = 1.0
+    ) -> tuple[list[Change], list[TradeRecord], list[AggTradeRecord]]:
         """A market order sweeping from the best opposite level; returns book changes, trades, aggTrades."""
         rng = self.rng
         book = self.book
-        buy = rng.random() < 0.5
+        if buy is None:
+            buy = rng.random() < 0.5
         side = book.asks if buy else book.bids
         changes: list[Change] = []
         trades: list[TradeRecord] = []
@@ -214,7 +226,7 @@ class SyntheticSymbol:
         if not side.prices:
             return changes, trades, aggs
         best = side.prices[0] if buy else side.prices[-1]
-        remaining = max(1, int(side.levels[best] * rng.expovariate(1 / 0.6)))
+        remaining = max(1, int(side.levels[best] * rng.expovariate(1 / 0.6) * size_factor))
         buyer_is_maker = not buy
         levels_swept = 0
         while remaining > 0 and side.prices and levels_swept < 5:

@@ -187,3 +187,34 @@ def depth_snapshot(
             "asks": _levels(spec, asks),
         }
     )
+
+
+def partial_depth_spot(spec: SymbolSpec, last_update_id: int, bids: Levels, asks: Levels) -> bytes:
+    """Spot `<symbol>@depth<N>`: the top N levels, no event envelope."""
+    return orjson.dumps({"lastUpdateId": last_update_id, "bids": _levels(spec, bids), "asks": _levels(spec, asks)})
+
+
+def partial_depth_futures(
+    spec: SymbolSpec,
+    first_id: int,
+    final_id: int,
+    previous_final_id: int,
+    bids: Levels,
+    asks: Levels,
+    event_ms: int,
+    transaction_ms: int,
+) -> bytes:
+    """USD-M `<symbol>@depth<N>`: the depthUpdate envelope with the top N levels as `b`/`a`."""
+    return orjson.dumps(
+        {
+            "e": "depthUpdate",
+            "E": event_ms,
+            "T": transaction_ms,
+            "s": spec.symbol,
+            "U": first_id,
+            "u": final_id,
+            "pu": previous_final_id,
+            "b": _levels(spec, bids),
+            "a": _levels(spec, asks),
+        }
+    )

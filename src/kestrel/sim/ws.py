@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 
 from kestrel.core.enums import Market
 from kestrel.core.logs import get_logger
-from kestrel.sim.hub import Connection
+from kestrel.sim.hub import RATE_LIMIT, SLOW_CONSUMER, Connection
 from kestrel.sim.state import SimulatorState
 from kestrel.sim.streams import Route, is_valid_name
 
@@ -172,7 +172,7 @@ async def handle_stream_connection(request: web.Request, state: SimulatorState, 
         return web.json_response({"code": -1003, "msg": "Too many new connections"}, status=429)
     ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
     await ws.prepare(request)
-    connection = Connection(ws, market, route, combined, now_s, limits.max_outbox_frames)
+    connection = Connection(ws, market, route, combined, now_s, limits.max_outbox_frames, request.transport)
     state.hub.add(connection)
     state.stats.connections.opened += 1
     for name in dict.fromkeys(streams):
@@ -186,6 +186,8 @@ async def handle_stream_connection(request: web.Request, state: SimulatorState, 
     finally:
         state.hub.remove(connection)
         connection.request_close(connection.close_reason or "client closed")
+        if connection.close_reason == SLOW_CONSUMER:
+            state.stats.connections.closed_slow_consumer += 1
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, timeout=5.0)
         state.stats.connections.closed += 1
@@ -203,7 +205,7 @@ async def _receive(state: SimulatorState, connection: Connection) -> None:
             return
         if _over_rate(connection, state.timeline.monotonic_s(), rate_limit):
             state.stats.connections.closed_rate_limit += 1
-            connection.request_close("rate limit")
+            connection.request_close(RATE_LIMIT)
             return
         if message.type is WSMsgType.TEXT:
             state.stats.connections.control_messages += 1
@@ -229,8 +231,14 @@ async def housekeeping(state: SimulatorState) -> None:
     options = state.options
     limits = options.limits
     cadence = {
-        Market.SPOT: (options.scaled(limits.ping_interval_s_spot), options.scaled(limits.pong_timeout_s_spot)),
-        Market.FUTURES: (options.scaled(limits.ping_interval_s_futures), options.scaled(limits.pong_timeout_s_futures)),
+        Market.SPOT: (
+            options.scaled_ping(limits.ping_interval_s_spot),
+            options.scaled_ping(limits.pong_timeout_s_spot),
+        ),
+        Market.FUTURES: (
+            options.scaled_ping(limits.ping_interval_s_futures),
+            options.scaled_ping(limits.pong_timeout_s_futures),
+        ),
     }
     lifetime = options.scaled(limits.connection_lifetime_s)
     tick = max(0.005, min(0.25, lifetime / 20, min(interval for interval, _ in cadence.values()) / 4))

@@ -131,8 +131,13 @@ class Catalog:
             "path": str(self.root),
             "streams": streams,
             "symbols": sorted({f"{market}:{symbol}" for market, symbol in symbol_rows}),
-            "recorder_losses": [
-                {"session": report.get("sessions", ["?"])[0], "lost_rows": report.get("lost_rows", 0)}
+            "recorder_crashes": [
+                {
+                    "session": report.get("sessions", ["?"])[0],
+                    "recovered_rows": report.get("recovered_rows", 0),
+                    "lost_window_ms": report.get("lost_window_ms", 0),
+                    "torn_log_bytes": report.get("torn_log_bytes", 0),
+                }
                 for report in losses
             ],
         }

@@ -3,6 +3,7 @@ positions agree; refusals carry the exchange's codes."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from kestrel.core.enums import Market
@@ -191,3 +192,57 @@ async def test_funding_is_settled_at_the_funding_time(make_trading_sim: SimFacto
         payment = -(quantity * mark * rate)
         assert payment != 0
         assert abs((after - before) - payment) <= Decimal("1e-8")  # the event prints 8 decimals
+
+
+async def test_liquidation_is_reported_like_the_exchange(make_trading_sim: SimFactory) -> None:
+    """A 125x long whose mark falls 10 %: the engine closes it at mark with a CALCULATED LIQUIDATION
+    order (`autoclose-…`), and the user stream reports it as the exchange does."""
+    from kestrel.core.events import MarkPrice
+
+    async with make_trading_sim(rates=QUIET, markets=(FUTURES,)) as sim, client(sim) as c:
+        _, ask = best(sim, FUTURES)
+        quantity = quantity_for(Decimal(150), ask, STEP)
+        await c.ok("POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": 125})
+        await c.ok("POST", "/fapi/v1/marginType", {"symbol": "BTCUSDT", "marginType": "ISOLATED"})
+        key = (await c.ok("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
+        async with user_stream(futures_stream_url(sim, key)) as stream:
+            await c.ok(
+                "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": quantity}
+            )
+            await stream.next("ACCOUNT_UPDATE")
+            desk = sim.trading
+            now = desk.sync()
+            crash = float(ask) * 0.9
+            desk.dispatch(desk.engine.apply(MarkPrice(FUTURES, "BTCUSDT", crash, crash, crash, 0.0, 0, now, now)))
+            liquidation = await stream.next("ORDER_TRADE_UPDATE", where=lambda e: e["o"]["x"] == "CALCULATED")
+            order = liquidation["o"]
+            assert (order["o"], order["ot"], order["f"], order["X"]) == ("LIQUIDATION", "LIQUIDATION", "IOC", "FILLED")
+            assert order["c"].startswith("autoclose-") and order["S"] == "SELL" and Decimal(order["z"]) == quantity
+            flat = await stream.next("ACCOUNT_UPDATE")
+            assert Decimal(flat["a"]["P"][0]["pa"]) == 0 and flat["a"]["P"][0]["mt"] == "isolated"
+        assert await c.ok("GET", "/fapi/v3/positionRisk") == []
+
+
+async def test_resting_futures_limit_fills_when_the_market_trades_through(make_trading_sim: SimFactory) -> None:
+    from tests.sim.trading.conftest import BUSY
+
+    async with make_trading_sim(rates=BUSY, markets=(FUTURES,)) as sim, client(sim) as c:
+        key = (await c.ok("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
+        async with user_stream(futures_stream_url(sim, key)) as stream:
+            for _ in range(200):  # a post-only sell one tick under the best ask: first in line for buyers
+                bid, ask = best(sim, FUTURES)
+                price = ask - TICK
+                if price > bid:
+                    params = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTX"}
+                    params["quantity"] = str(quantity_for(Decimal(150), price, STEP))
+                    status, order, _ = await c.call("POST", "/fapi/v1/order", {**params, "price": price})
+                    if status == 200:
+                        break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("no room inside the spread")
+            trade = await stream.next("ORDER_TRADE_UPDATE", timeout=20.0, where=lambda e: e["o"]["x"] == "TRADE")
+            assert trade["o"]["i"] == order["orderId"] and trade["o"]["m"] is True
+            assert Decimal(trade["o"]["n"]) == Decimal(trade["o"]["L"]) * Decimal(trade["o"]["l"]) * Decimal("0.0002")
+            position = await stream.next("ACCOUNT_UPDATE")
+            assert Decimal(position["a"]["P"][0]["pa"]) == -Decimal(trade["o"]["z"])  # short what was sold

@@ -22,8 +22,13 @@ SPOT = Market.SPOT
 STEP = Decimal("0.00001")
 
 
+# enough quote to sweep a whole synthetic level, whatever its size
+RICH = Decimal(10**12)
+RICH_TRADING = {"default_spot_balances": {"USDT": RICH, "BTC": Decimal(1)}}
+
+
 async def test_market_buy_fills_at_the_book_and_reports_it(make_trading_sim: SimFactory) -> None:
-    async with make_trading_sim(rates=QUIET, markets=(SPOT,)) as sim, client(sim) as c:
+    async with make_trading_sim(rates=QUIET, markets=(SPOT,), trading=dict(RICH_TRADING)) as sim, client(sim) as c:
         book = sim.book(SPOT, "BTCUSDT", limit=5)
         (ask1, size1), (ask2, _) = book.asks[0], book.asks[1]
         quantity = size1 + quantity_for(Decimal(10), ask2, STEP)  # sweeps the first level into the second
@@ -53,7 +58,7 @@ async def test_market_buy_fills_at_the_book_and_reports_it(make_trading_sim: Sim
         balances = {b["asset"]: Decimal(b["free"]) for b in account["balances"]}
         fee = sum((qty * Decimal("0.001") for _, qty in fills), start=Decimal(0))
         assert balances["BTC"] == 1 + quantity - fee
-        assert balances["USDT"] == 100_000 - quote
+        assert balances["USDT"] == RICH - quote
         assert {b["a"]: Decimal(b["f"]) for b in position["B"]}["USDT"] <= balances["USDT"] + quote
 
 
@@ -140,7 +145,7 @@ async def test_spot_refusals_carry_the_exchange_codes(make_trading_sim: SimFacto
 
 
 async def test_ioc_and_fok_expire_what_the_book_cannot_fill(make_trading_sim: SimFactory) -> None:
-    async with make_trading_sim(rates=QUIET, markets=(SPOT,)) as sim, client(sim) as c:
+    async with make_trading_sim(rates=QUIET, markets=(SPOT,), trading=dict(RICH_TRADING)) as sim, client(sim) as c:
         book = sim.book(SPOT, "BTCUSDT", limit=2)
         ask1, size1 = book.asks[0]
         ask2 = book.asks[1][0]
@@ -187,3 +192,58 @@ async def test_resting_limit_fills_when_the_market_trades_through(make_trading_s
         query = await c.ok("GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": order["orderId"]})
         assert Decimal(query["executedQty"]) >= Decimal(trade["l"])
         assert query["status"] in ("PARTIALLY_FILLED", "FILLED")
+
+
+async def test_quote_sized_market_order_test_order_and_cancel_all(make_trading_sim: SimFactory) -> None:
+    async with make_trading_sim(rates=QUIET, markets=(SPOT,)) as sim, client(sim) as c:
+        bid, ask = best(sim, SPOT)
+        bought = await c.ok(
+            "POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quoteOrderQty": "25"}
+        )
+        assert bought["status"] == "FILLED" and Decimal(bought["origQuoteOrderQty"]) == 25
+        assert Decimal(bought["cummulativeQuoteQty"]) <= 25
+        assert Decimal(bought["cummulativeQuoteQty"]) > 25 - ask * STEP  # all but less than one lot's worth
+        limit = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC"}
+        limit["quantity"] = str(quantity_for(Decimal(20), bid, STEP))
+        assert await c.ok("POST", "/api/v3/order/test", {**limit, "price": bid}) == {}
+        status, body, _ = await c.call("POST", "/api/v3/order/test", {**limit, "price": "0.001"})
+        assert (status, body["code"]) == (400, -1013)
+        assert await c.ok("GET", "/api/v3/openOrders") == []  # the test order placed nothing
+        for offset in (1, 2, 3):
+            await c.ok("POST", "/api/v3/order", {**limit, "price": bid - offset * Decimal("0.01")})
+        cancelled = await c.ok("DELETE", "/api/v3/openOrders", {"symbol": "BTCUSDT"})
+        assert [o["status"] for o in cancelled] == ["CANCELED"] * 3
+        assert await c.ok("GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"}) == []
+        account = await c.ok("GET", "/api/v3/account", {"omitZeroBalances": "true"})
+        assert all(Decimal(b["locked"]) == 0 for b in account["balances"])
+
+
+async def test_stop_loss_triggers_works_and_fills(make_trading_sim: SimFactory) -> None:
+    """A spot STOP_LOSS (market on trigger) one tick below the last price: when the market trades at or
+    below it the order starts working (executionReport NEW, w=true, W=trigger time) and fills at once."""
+    async with make_trading_sim(rates=BUSY, markets=(SPOT,)) as sim, client(sim) as c:
+        key = (await c.ok("POST", "/api/v3/userDataStream", signed=False))["listenKey"]
+        engine = sim.trading.engine
+        async with user_stream(spot_stream_url(sim, key)) as stream:
+            await c.ok("GET", "/api/v3/account")  # nothing yet: the symbol is activated by the first order
+            for _ in range(50):
+                sim.trading.activate(SPOT, "BTCUSDT", sim.trading.sync())
+                last = engine.last_price(SPOT, "BTCUSDT")
+                assert last is not None
+                params = {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_LOSS", "quantity": "0.3"}
+                params["newOrderRespType"] = "RESULT"  # stops answer ACK by default
+                status, order, _ = await c.call(
+                    "POST", "/api/v3/order", {**params, "stopPrice": last - Decimal("0.01")}
+                )
+                if status == 200:
+                    break
+                assert order["code"] == -2010  # the price moved through the stop first: try again
+            assert order["status"] == "NEW" and order["type"] == "STOP_LOSS"
+            placed = await stream.next("executionReport")
+            assert (placed["x"], placed["w"], placed["W"]) == ("NEW", False, -1)
+            working = await stream.next("executionReport", timeout=20.0, where=lambda e: e["w"] is True)
+            assert (working["x"], working["i"]) == ("NEW", order["orderId"]) and working["W"] > 0
+            trade = await stream.next("executionReport", where=lambda e: e["x"] == "TRADE")
+            assert trade["m"] is False and Decimal(trade["L"]) <= last  # a taker fill at the bid
+        query = await c.ok("GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": order["orderId"]})
+        assert query["isWorking"] is True and query["workingTime"] == working["W"]

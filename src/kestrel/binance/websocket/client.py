@@ -125,6 +125,8 @@ class StreamConnection:
         self._streaming_since_ns: int | None = None
         self._rotating_until_ns = 0
         self._connected_ns = 0
+        self._last_frame_ns = 0
+        self._watchdog_fired = False
         self._ws: WebSocket | None = None
         self._subscriber: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -232,32 +234,43 @@ class StreamConnection:
         )
 
     async def _read(self, ws: WebSocket) -> str:
-        """Read until the connection must be replaced; returns why."""
+        """Read until the connection must be replaced; returns why.
+
+        No per-receive timeout: arming and cancelling a timer for every frame costs more than decoding
+        it. A watchdog task checks the time of the last frame instead.
+        """
+        self._last_frame_ns = self.clock.timestamp_ns()
+        self._watchdog_fired = False
+        watchdog = asyncio.create_task(self._watch())
         try:
             while not self._stopping:
-                now = self.clock.timestamp_ns()
-                rotate_in = (self._rotation_due_ns() - now) / NANOS_PER_SECOND
-                if rotate_in <= 0:
+                self._handle(await ws.receive())
+                if self._last_frame_ns >= self._rotation_due_ns():
                     ws = await self._rotate(ws)
-                    continue
-                timeout = min(self.settings.heartbeat_timeout_s, rotate_in)
-                try:
-                    message = await ws.receive(timeout=timeout)
-                except TimeoutError:
-                    if self.clock.timestamp_ns() >= self._rotation_due_ns():
-                        continue
-                    self.counters.watchdog_timeouts += 1
-                    return "heartbeat timeout"
-                self._handle(message)
         except _Restart as restart:
-            return str(restart.args[0])
+            return "heartbeat timeout" if self._watchdog_fired else str(restart.args[0])
+        finally:
+            watchdog.cancel()
         return "stopped"
+
+    async def _watch(self) -> None:
+        """Close the current connection when no frame came for `heartbeat_timeout_s`."""
+        timeout_ns = int(self.settings.heartbeat_timeout_s * NANOS_PER_SECOND)
+        period = self.settings.heartbeat_timeout_s / 4
+        while True:
+            await asyncio.sleep(period)
+            if self.clock.timestamp_ns() - self._last_frame_ns > timeout_ns:
+                self._watchdog_fired = True
+                self.counters.watchdog_timeouts += 1
+                if self._ws is not None:
+                    await self._ws.close()
+                return
 
     def _handle(self, message: Any) -> None:  # aiohttp.WSMessage (its typing varies with decode_text)
         kind = message.type
         if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
             data = message.data
-            ts_init = self.clock.timestamp_ns()
+            ts_init = self._last_frame_ns = self.clock.timestamp_ns()
             if data.startswith(_DATA_PREFIX):
                 if data.startswith(_SHUTDOWN_PREFIX):
                     self.counters.shutdown_notices += 1
@@ -270,7 +283,8 @@ class StreamConnection:
                 self._control(data)
             return
         if kind in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
-            self.counters.server_closes += 1
+            if not self._watchdog_fired:
+                self.counters.server_closes += 1
             raise _Restart(f"closed by server ({message.data})" if message.data else "closed")
         if kind is aiohttp.WSMsgType.ERROR:
             raise _Restart(f"socket error: {message.data}")

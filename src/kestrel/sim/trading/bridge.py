@@ -25,7 +25,7 @@ from kestrel.sim.state import MarketSource
 from kestrel.sim.synthetic_symbol import Change, TradeRecord
 
 if TYPE_CHECKING:
-    from kestrel.sim.synthetic import MarkState
+    from kestrel.sim.derivatives import Derivatives
 
 NANOS_PER_MILLI = 1_000_000
 Key = tuple[Market, str]
@@ -141,7 +141,7 @@ class MarketBridge:
             )
             self._apply(trade)
 
-    def on_mark(self, spec: SymbolSpec, mark: MarkState, time_ns: int) -> None:
+    def on_mark(self, spec: SymbolSpec, mark: Derivatives, time_ns: int) -> None:
         grid = self._active.get((spec.market, spec.symbol))
         if grid is None:
             return

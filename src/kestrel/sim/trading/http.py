@@ -99,8 +99,10 @@ def _market_of(path: str) -> Market:
     return Market.FUTURES if path.startswith("/fapi/") else Market.SPOT
 
 
-def _fault_response(status: int) -> web.Response:
+def _fault_response(status: int, placed: bool = False) -> web.Response:
     code, message = _FAULT_BODIES.get(status, (-1000, "An unknown error occured while processing the request."))
+    if placed and code == -1008:  # the order exists: the exchange says the outcome is unknown
+        code, message = -1006, "An unexpected response was received from the message bus. Execution status unknown."
     return json_response({"code": code, "msg": message}, status=status)
 
 
@@ -170,7 +172,7 @@ async def _placed_fault(desk: TradingDesk, request: web.Request, fault: PendingF
     """The order was placed; the client is told nothing useful: a 5xx, or no answer at all."""
     if fault.kind == "5xx_placed":
         desk.counters.order_5xx_placed_injected += 1
-        return _fault_response(fault.status)
+        return _fault_response(fault.status, placed=True)
     desk.counters.order_timeouts_injected += 1
     await asyncio.sleep(fault.stall_s)
     if request.transport is not None:

@@ -162,7 +162,8 @@ async def new_oco(call: Call) -> dict[str, Any]:
     desk.counters.orders_placed += len(legs)
     desk.counters.oco_lists_placed += 1
     call.placed_order_ids.extend(oco.order_ids)
-    desk.dispatch(events)
+    # the exchange reports the legs first, then the balance they lock (the engine locks first)
+    desk.dispatch(sorted(events, key=lambda event: not isinstance(event, OrderUpdate)))
     if not oco.done:
         desk.streams.publish(
             call.account_id,

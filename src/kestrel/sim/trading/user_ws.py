@@ -103,14 +103,16 @@ class UserConnections:
             state.stats.connections.closed += 1
         return ws
 
-    async def _receive(self, connection: Connection, handle: Any) -> None:
+    async def _receive(self, connection: Connection, handle: Any, rate_limited: bool = True) -> None:
+        """Read frames until the client closes. Stream connections obey the incoming message rate
+        (5/s spot, 10/s USD-M); the WS API is limited by request weight instead, not simulated here."""
         state = self.desk.state
         limits = state.options.limits
         limit = limits.messages_per_s_spot if connection.market is Market.SPOT else limits.messages_per_s_futures
         async for message in connection.ws:
             if connection.closed:
                 return
-            if _rate_exceeded(connection, state.timeline.monotonic_s(), limit):
+            if rate_limited and _rate_exceeded(connection, state.timeline.monotonic_s(), limit):
                 state.stats.connections.closed_rate_limit += 1
                 connection.request_close("rate limit")
                 return
@@ -168,7 +170,7 @@ class UserConnections:
         state.stats.connections.opened += 1
         writer = asyncio.create_task(connection.run_writer(state.timeline), name=f"sim-ws-api-writer-{connection.id}")
         try:
-            await self._receive(connection, self._api_request)
+            await self._receive(connection, self._api_request, rate_limited=False)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:

@@ -17,8 +17,9 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from kestrel.core.enums import Market, OrderType, Side
-from kestrel.core.errors import ConfigurationError
+from kestrel.core.errors import ConfigurationError, InvalidOrderError
 from kestrel.core.events import Kline
+from kestrel.core.instrument import Rounding
 from kestrel.core.venue import ExecutionType, OrderRequest, OrderUpdate
 from kestrel.strategy.base import Strategy
 
@@ -70,8 +71,16 @@ class SmaCross(Strategy):
         if delta == 0:
             return
         side = Side.BUY if delta > 0 else Side.SELL
-        self.submit_order(OrderRequest(market, symbol, side, OrderType.MARKET, quantity=abs(delta)))
+        try:  # on the lot grid (spot holdings are net of fees paid in the base asset)
+            quantity = self.instrument(market, symbol).round_quantity(abs(delta), OrderType.MARKET, Rounding.DOWN)
+        except InvalidOrderError:
+            return  # dust below the minimum quantity: nothing to trade
+        self.submit_order(OrderRequest(market, symbol, side, OrderType.MARKET, quantity=quantity))
 
     def on_order_update(self, update: OrderUpdate) -> None:
-        if update.execution_type in (ExecutionType.TRADE, ExecutionType.CALCULATED) and update.fill is not None:
-            self.position += update.fill.quantity * update.fill.side.sign
+        fill = update.fill
+        if update.execution_type in (ExecutionType.TRADE, ExecutionType.CALCULATED) and fill is not None:
+            self.position += fill.quantity * fill.side.sign
+            base = self.instrument(fill.market, fill.symbol).base_asset
+            if fill.market is Market.SPOT and fill.fee_asset == base:
+                self.position -= fill.fee  # a spot buy pays its fee in the coin bought
