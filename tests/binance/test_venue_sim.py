@@ -186,7 +186,8 @@ async def test_a_timeout_is_resolved_by_query(shared_data: Path) -> None:
         venue.submit_order(resting(sim, SPOT, "t-1"))
         await settle(venue, events)
         assert [u.execution_type for u in updates_of(events, "t-1")] == [ExecutionType.NEW]
-        assert len(engine_orders(sim, SPOT, "t-1")) == 1 and venue.counters.resolved_by_query == 1
+        assert len(engine_orders(sim, SPOT, "t-1")) == 1
+        assert venue.counters.resolved_by_query + venue.counters.resolved_by_stream == 1
 
 
 async def check_one_fill(venue: BinanceVenue, events: list[VenueEvent], client_id: str) -> None:
@@ -364,3 +365,45 @@ async def test_legacy_user_stream_paths(shared_data: Path, market: Market, chang
         assert updates[-1].order.status is OrderStatus.FILLED
         assert sum(q for _, q in fills_of(updates)) == updates[-1].order.quantity
         assert venue.dispatcher.last_event_ns.get(market, 0) > 0  # the stream delivered on that path
+
+
+async def test_unknown_outcomes_of_oco_and_algo_orders_are_resolved_by_query(shared_data: Path) -> None:
+    async with trading_sim(shared_data) as sim, running_venue(sim) as venue:
+        assert sim.trading is not None
+        events: list[VenueEvent] = []
+        venue.set_event_handler(events.append)
+        bid, ask = best(sim, SPOT)
+        spot = instrument(sim, SPOT)
+        sim.trading.fail_next_orders(1, placed=True)
+        venue.submit_oco(
+            OcoRequest(
+                "BTCUSDT",
+                Side.SELL,
+                quantity_for(sim, SPOT, D(50)),
+                above=OcoLeg(
+                    OrderType.LIMIT_MAKER,
+                    price=spot.round_price(ask * D("1.02")),
+                    client_order_id=ClientOrderId("u-tp"),
+                ),
+                below=OcoLeg(
+                    OrderType.STOP_MARKET,
+                    stop_price=spot.round_price(bid * D("0.98")),
+                    client_order_id=ClientOrderId("u-sl"),
+                ),
+                list_client_order_id="u-oco",
+            )
+        )
+        await settle(venue, events)
+        assert [u.execution_type for u in updates_of(events, "u-tp")] == [ExecutionType.NEW]
+        assert [u.execution_type for u in updates_of(events, "u-sl")] == [ExecutionType.NEW]
+        assert updates_of(events, "u-oco") == [] and len(engine_orders(sim, SPOT, "u-tp")) == 1
+        _, futures_ask = best(sim, FUT)
+        sim.trading.fail_next_orders(1, placed=True)
+        venue.submit_order(OrderRequest(FUT, "BTCUSDT", Side.BUY, OrderType.TAKE_PROFIT_MARKET,
+                                        quantity_for(sim, FUT, D(200)),
+                                        stop_price=instrument(sim, FUT).round_price(futures_ask * D("0.97")),
+                                        client_order_id=ClientOrderId("u-algo")))  # fmt: skip
+        await settle(venue, events)
+        assert [u.execution_type for u in updates_of(events, "u-algo")] == [ExecutionType.NEW]
+        counters = venue.counters
+        assert counters.unknown_outcomes == 2 and counters.resolved_by_query + counters.resolved_by_stream == 2

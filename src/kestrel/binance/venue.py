@@ -71,6 +71,7 @@ class VenueCounters:
     commands: int = 0
     unknown_outcomes: int = 0
     resolved_by_query: int = 0
+    resolved_by_stream: int = 0  # the user data stream told us before a query did
     never_placed: int = 0
     fills_from_rest: int = 0
     polls: int = 0

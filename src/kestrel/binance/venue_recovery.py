@@ -115,7 +115,7 @@ class Recovery:
             delay = min(delay * 2, venue.settings.resolve_max_delay_s)
             tracked = venue.view.get(key)
             if tracked is None or tracked.snapshot.status is not OrderStatus.UNKNOWN:
-                venue.counters.resolved_by_query += tracked is not None and tracked.snapshot.status.is_terminal is False
+                venue.counters.resolved_by_stream += tracked is not None
                 return  # the user data stream told us first
             try:
                 answer = await self.query(key)
@@ -144,6 +144,7 @@ class Recovery:
             await asyncio.sleep(delay)
             delay = min(delay * 2, venue.settings.resolve_max_delay_s)
             if any(venue.view.get(leg) is not None for leg in legs):
+                venue.counters.resolved_by_stream += 1
                 return True
             found = False
             for leg in legs:
@@ -155,6 +156,7 @@ class Recovery:
                     self.apply_answer(answer)
                     found = True
             if found:
+                venue.counters.resolved_by_query += 1
                 return True
             if venue.now_ns() >= deadline:
                 return False
