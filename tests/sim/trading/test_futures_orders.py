@@ -252,3 +252,35 @@ async def test_resting_futures_limit_fills_when_the_market_trades_through(make_t
             assert Decimal(trade["o"]["n"]) == Decimal(trade["o"]["L"]) * Decimal(trade["o"]["l"]) * Decimal("0.0002")
             position = await stream.next("ACCOUNT_UPDATE")
             assert Decimal(position["a"]["P"][0]["pa"]) == -Decimal(trade["o"]["z"])  # short what was sold
+
+
+async def test_modify_order_changes_price_and_quantity(make_trading_sim: SimFactory) -> None:
+    async with make_trading_sim(rates=QUIET, markets=(FUTURES,)) as sim, client(sim) as c:
+        bid, ask = best(sim, FUTURES)
+        quantity = quantity_for(Decimal(150), bid, STEP)
+        key = (await c.ok("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
+        async with user_stream(futures_stream_url(sim, key)) as stream:
+            params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": quantity}
+            order = await c.ok(
+                "POST", "/fapi/v1/order", {**params, "price": bid - 5 * TICK, "newClientOrderId": "md-1"}
+            )
+            change = {"symbol": "BTCUSDT", "origClientOrderId": "md-1", "side": "BUY"}
+            modified = await c.ok(
+                "PUT", "/fapi/v1/order", {**change, "price": bid - 3 * TICK, "quantity": quantity * 2}
+            )
+            assert (Decimal(modified["price"]), Decimal(modified["origQty"])) == (bid - 3 * TICK, quantity * 2)
+            event = await stream.next("ORDER_TRADE_UPDATE", where=lambda e: e["o"]["x"] == "AMENDMENT")
+            assert (event["o"]["i"], Decimal(event["o"]["p"])) == (order["orderId"], bid - 3 * TICK)
+            status, body, _ = await c.call(
+                "PUT", "/fapi/v1/order", {**change, "price": bid - 3 * TICK, "quantity": quantity * 2}
+            )
+            assert (status, body["code"]) == (400, -5027)
+            # a crossing price makes it a taker at once
+            crossed = await c.ok("PUT", "/fapi/v1/order", {**change, "price": ask, "quantity": quantity})
+            assert crossed["status"] in ("FILLED", "PARTIALLY_FILLED")
+            trade = await stream.next("ORDER_TRADE_UPDATE", where=lambda e: e["o"]["x"] == "TRADE")
+            assert trade["o"]["m"] is False and Decimal(trade["o"]["L"]) == ask
+        status, body, _ = await c.call(
+            "PUT", "/fapi/v1/order", {**change, "orderId": 999, "price": bid, "quantity": quantity}
+        )
+        assert (status, body["code"]) == (400, -2013)

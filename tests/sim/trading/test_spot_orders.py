@@ -252,3 +252,36 @@ async def test_stop_loss_triggers_works_and_fills(make_trading_sim: SimFactory) 
             assert trade["m"] is False and Decimal(trade["L"]) <= last  # a taker fill at the bid
         query = await c.ok("GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": order["orderId"]})
         assert query["isWorking"] is True and query["workingTime"] == working["W"]
+
+
+async def test_amend_keeps_priority_and_reports_replaced(make_trading_sim: SimFactory) -> None:
+    async with make_trading_sim(rates=QUIET, markets=(SPOT,)) as sim, client(sim) as c:
+        bid, _ = best(sim, SPOT)
+        quantity = quantity_for(Decimal(40), bid, STEP)
+        key = (await c.ok("POST", "/api/v3/userDataStream", signed=False))["listenKey"]
+        async with user_stream(spot_stream_url(sim, key)) as stream:
+            params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "price": bid}
+            order = await c.ok("POST", "/api/v3/order", {**params, "quantity": quantity, "newClientOrderId": "am-1"})
+            smaller = quantity_for(Decimal(20), bid, STEP)
+            amend = {"symbol": "BTCUSDT", "origClientOrderId": "am-1"}
+            status, answer, headers = await c.call(
+                "PUT", "/api/v3/order/amend/keepPriority", {**amend, "newQty": smaller}
+            )
+            assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == str(2 + 1 + 4)  # listenKey, order, amend
+            amended = answer["amendedOrder"]
+            assert (amended["orderId"], Decimal(amended["qty"]), amended["status"]) == (
+                order["orderId"],
+                smaller,
+                "NEW",
+            )
+            replaced = await stream.next("executionReport", where=lambda e: e["x"] == "REPLACED")
+            assert (replaced["X"], Decimal(replaced["q"]), replaced["I"]) == ("NEW", smaller, answer["executionId"])
+            released = await stream.next("outboundAccountPosition", where=lambda e: e is not None)
+            assert released["e"] == "outboundAccountPosition"
+            status, body, _ = await c.call("PUT", "/api/v3/order/amend/keepPriority", {**amend, "newQty": quantity})
+            assert (status, body["code"]) == (400, -2038)
+        query = await c.ok("GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": order["orderId"]})
+        assert Decimal(query["origQty"]) == smaller
+        account = await c.ok("GET", "/api/v3/account")
+        locked = {b["asset"]: Decimal(b["locked"]) for b in account["balances"]}
+        assert locked["USDT"] == smaller * bid  # the lock follows the smaller order

@@ -143,6 +143,7 @@ class TradingDesk:
         self._algo_ids = itertools.count(1_000_001)
         self.lists: dict[int, OcoList] = {}
         self._execution_ids = itertools.count(1)
+        self.last_execution_id = 0
         self.trades: dict[tuple[str, Market], list[tuple[Fill, OrderSnapshot]]] = {}  # myTrades / userTrades
         self._finished: list[tuple[AlgoOrder, OrderSnapshot]] = []
         self._faults = _FaultQueue()
@@ -226,7 +227,8 @@ class TradingDesk:
             self.counters.fills += 1
             self.limiter.on_fill(update.account_id, Market.SPOT, order.order_id, self.to_ms(update.ts_event))
         numbers = self.numbers(Market.SPOT, order.symbol)
-        event = wire_spot.execution_report(update, numbers, extras, next(self._execution_ids), self.to_ms)
+        self.last_execution_id = next(self._execution_ids)
+        event = wire_spot.execution_report(update, numbers, extras, self.last_execution_id, self.to_ms)
         self.streams.publish(update.account_id, Market.SPOT, event)
 
     def _futures_order_event(self, update: OrderUpdate) -> None:

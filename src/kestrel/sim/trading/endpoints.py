@@ -26,7 +26,8 @@ EXTRA_SPOT = (
     _e("cancel_open_orders", "DELETE", "/api/v3/openOrders", T, 1),
     _e("query_order_list", "GET", "/api/v3/orderList", U, 4),
     _e("open_order_lists", "GET", "/api/v3/openOrderList", U, 6),
-    _e("my_trades", "GET", "/api/v3/myTrades", U, 20),
+    _e("my_trades", "GET", "/api/v3/myTrades", U, 5),  # 20 without orderId
+    _e("amend_order", "PUT", "/api/v3/order/amend/keepPriority", T, 4),
 )
 EXTRA_FUTURES = (
     _e("all_orders", "GET", "/fapi/v1/allOrders", U, 5),
@@ -39,6 +40,7 @@ EXTRA_FUTURES = (
     _e("position_mode", "GET", "/fapi/v1/positionSide/dual", U, 30),
     _e("set_position_mode", "POST", "/fapi/v1/positionSide/dual", T, 1),
     _e("user_trades", "GET", "/fapi/v1/userTrades", U, 5),
+    _e("modify_order", "PUT", "/fapi/v1/order", T, 0, orders=1),
 )
 
 # Market-data paths are served (and weighed) by the market-data half.
@@ -84,4 +86,6 @@ class WeightTable:
             return 80
         if endpoint.path == "/fapi/v1/openOrders" and not has_symbol:
             return 40
+        if endpoint.path == "/api/v3/myTrades" and not request.query.get("orderId"):
+            return 20
         return endpoint.weight

@@ -89,6 +89,34 @@ async def cancel_order(call: Call) -> dict[str, Any]:
     return _body(call, desk.engine.query_order(call.account_id, FUTURES, symbol, order_id=order.order_id))
 
 
+async def modify_order(call: Call) -> dict[str, Any]:
+    """PUT /fapi/v1/order: a resting LIMIT order's price and quantity (both mandatory). A new price
+    loses the queue place (and may trade at once); the same price with a smaller quantity keeps it."""
+    desk = call.desk
+    symbol = call.required_symbol()
+    order_id, client_id = _ids(call)
+    side = p.side(call.params)
+    numbers = desk.numbers(FUTURES, symbol)
+    quantity = p.decimal(call.params, "quantity", numbers.quantity_decimals)
+    price = p.decimal(call.params, "price", numbers.price_decimals)
+    if quantity is None:
+        raise p.mandatory("quantity")
+    if price is None:
+        raise p.mandatory("price")
+    order = _visible(call, order_id, client_id, symbol)
+    if order is None or not order.is_open:
+        raise BinanceError(-2013, "Order does not exist.")
+    if side is not order.side:
+        raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+    if price == order.price and quantity == order.quantity:
+        raise BinanceError(-5027, "No need to modify the order.")
+    events = desk.engine.modify_order(
+        call.account_id, FUTURES, symbol, call.ts, order_id=order.order_id, price=price, quantity=quantity
+    )
+    desk.dispatch(events)
+    return _body(call, desk.engine.query_order(call.account_id, FUTURES, symbol, order_id=order.order_id))
+
+
 async def query_order(call: Call) -> dict[str, Any]:
     symbol = call.required_symbol()
     order_id, client_id = _ids(call)
@@ -233,6 +261,7 @@ async def cancel_all_algo(call: Call) -> dict[str, Any]:
 HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", "/fapi/v1/order"): new_order,
     ("DELETE", "/fapi/v1/order"): cancel_order,
+    ("PUT", "/fapi/v1/order"): modify_order,
     ("GET", "/fapi/v1/order"): query_order,
     ("GET", "/fapi/v1/openOrder"): query_open_order,
     ("GET", "/fapi/v1/openOrders"): open_orders,

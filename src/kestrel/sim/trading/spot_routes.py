@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from kestrel.core.enums import Market, OrderStatus
+from kestrel.core.enums import Market, OrderStatus, Side
 from kestrel.core.errors import InvalidOrderError
-from kestrel.core.venue import OrderSnapshot, OrderUpdate
+from kestrel.core.venue import AccountUpdate, AccountUpdateReason, OrderSnapshot, OrderUpdate
 from kestrel.matching.orders import validate_shape
 from kestrel.sim.rest import BinanceError, add_route
 from kestrel.sim.trading import params as p
@@ -110,6 +110,34 @@ async def cancel_order(call: Call) -> dict[str, Any]:
     desk.dispatch(events)
     order = desk.engine.query_order(call.account_id, SPOT, symbol, order_id=current.order_id)
     return wire_spot.cancel_result(order, desk.numbers(SPOT, symbol), extras, call.server_ms)
+
+
+async def amend_order(call: Call) -> dict[str, Any]:
+    """Keep-priority amend: a smaller quantity, same price, same place in the queue."""
+    desk = call.desk
+    symbol = call.required_symbol()
+    order_id, client_id = _order_ids(call)
+    new_quantity = p.decimal(call.params, "newQty", p.SPOT_DECIMALS)
+    if new_quantity is None:
+        raise p.mandatory("newQty")
+    current = _snapshot(call, symbol, order_id, client_id)
+    if not current.is_open:
+        raise BinanceError(-2013, "Order does not exist.")
+    if new_quantity >= current.quantity:
+        raise BinanceError(-2038, "Order amend (quantity increase) is not supported.")
+    events = desk.engine.modify_order(
+        call.account_id, SPOT, symbol, call.ts, order_id=current.order_id, quantity=new_quantity
+    )
+    # the engine releases the freed lock silently; the exchange reports the balance it gives back
+    instrument = desk.engine.instrument(SPOT, symbol)
+    asset = instrument.quote_asset if current.side is Side.BUY else instrument.base_asset
+    balance = desk.engine.account(call.account_id).spot.balance(asset)
+    released = AccountUpdate(call.account_id, SPOT, AccountUpdateReason.ORDER, (balance,), (), call.ts, call.ts)
+    desk.dispatch([*events, released])
+    order = desk.engine.query_order(call.account_id, SPOT, symbol, order_id=current.order_id)
+    numbers = desk.numbers(SPOT, symbol)
+    extras = desk.extras_of(order.order_id)
+    return wire_spot.amended_order(order, numbers, extras, desk.last_execution_id, call.server_ms, desk.to_ms)
 
 
 async def cancel_open_orders(call: Call) -> list[dict[str, Any]]:
@@ -304,6 +332,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", "/api/v3/order"): new_order,
     ("POST", "/api/v3/order/test"): test_order,
     ("DELETE", "/api/v3/order"): cancel_order,
+    ("PUT", "/api/v3/order/amend/keepPriority"): amend_order,
     ("GET", "/api/v3/order"): query_order,
     ("GET", "/api/v3/openOrders"): open_orders,
     ("DELETE", "/api/v3/openOrders"): cancel_open_orders,

@@ -17,6 +17,8 @@ from kestrel.core.venue import AccountUpdate, Balance, ExecutionType, OrderSnaps
 from kestrel.sim.trading.names import ZERO, Numbers, ToMillis, money, type_name
 
 STP_MODE = "EXPIRE_MAKER"
+# a stop's trigger is reported as the order starting to work; an amendment is REPLACED on spot
+_EXECUTION_NAMES = {ExecutionType.TRIGGERED: "NEW", ExecutionType.AMENDMENT: "REPLACED"}
 _EXPIRY_REASONS = {
     "IOC_REMAINDER": "UNFILLED_IOC_QUANTITY_EXPIRED",
     "MARKET_REMAINDER": "INSUFFICIENT_LIQUIDITY",
@@ -137,7 +139,7 @@ def execution_report(
     order = update.order
     fill = update.fill
     execution = update.execution_type
-    execution_name = "NEW" if execution is ExecutionType.TRIGGERED else execution.value
+    execution_name = _EXECUTION_NAMES.get(execution, execution.value)
     status = order.status
     event_ms = to_ms(update.ts_event)
     cancelled = status is OrderStatus.CANCELED and execution is ExecutionType.CANCELED
@@ -284,4 +286,33 @@ def trade_row(fill: Fill, order: OrderSnapshot, numbers: Numbers, to_ms: ToMilli
         "isBuyer": fill.side.value == "BUY",
         "isMaker": fill.liquidity.value == "MAKER",
         "isBestMatch": True,
+    }
+
+
+def amended_order(
+    order: OrderSnapshot, numbers: Numbers, extras: OrderExtras, execution_id: int, transact_ms: int, to_ms: ToMillis
+) -> dict[str, Any]:
+    """PUT /api/v3/order/amend/keepPriority."""
+    return {
+        "transactTime": transact_ms,
+        "executionId": execution_id,
+        "amendedOrder": {
+            "symbol": order.symbol,
+            "orderId": order.order_id,
+            "orderListId": order.order_list_id,
+            "origClientOrderId": order.client_order_id,
+            "clientOrderId": order.client_order_id,
+            "price": numbers.price(order.price),
+            "qty": numbers.quantity(order.quantity),
+            "executedQty": numbers.quantity(order.filled_quantity),
+            "preventedQty": numbers.quantity(ZERO),
+            "quoteOrderQty": money(extras.quote_order_quantity),
+            "cumulativeQuoteQty": money(order.cumulative_quote),
+            "status": order.status.value,
+            "timeInForce": order.time_in_force.value if order.time_in_force else "GTC",
+            "type": type_name(Market.SPOT, order.order_type),
+            "side": order.side.value,
+            "workingTime": to_ms(extras.working_ns) if extras.working_ns is not None else -1,
+            "selfTradePreventionMode": STP_MODE,
+        },
     }
