@@ -344,6 +344,7 @@ class ExecutionConfig(Section):
     )
     transfer_max_usdt: float = Field(1_000.0, ge=0, description="Cap of one spot↔futures transfer")
     transfer_min_reserve_usdt: float = Field(50.0, ge=0, description="Never transfer below this reserve")
+    transfer_daily_max_usdt: float = Field(5_000.0, ge=0, description="Cap of all transfers in one UTC day")
     cooldown_s: float = Field(60.0, ge=0, description="Signal cooldown per symbol and side")
 
     @field_validator("routing")

@@ -57,6 +57,7 @@ class AccountUpdateReason(StrEnum):
     """Why balances or positions changed (Binance ACCOUNT_UPDATE `m`)."""
 
     DEPOSIT = "DEPOSIT"
+    WITHDRAW = "WITHDRAW"  # money left the wallet (a transfer out, on Binance too)
     ORDER = "ORDER"
     FUNDING_FEE = "FUNDING_FEE"
     LIQUIDATION = "LIQUIDATION"

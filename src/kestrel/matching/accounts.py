@@ -190,6 +190,20 @@ class FuturesAccount:
         )
         return self.cross_wallet(asset) + unrealized - position_margin - orders
 
+    def max_withdraw(self, asset: str) -> Decimal:
+        """What may leave the wallet: the available balance without unrealised profit (the exchange
+        never lets an open profit be transferred out; an open loss does reduce it)."""
+        cross = self._cross(asset)
+        unrealized = sum((self.unrealized_pnl(p) for p in cross), start=ZERO)
+        return max(ZERO, self.available(asset) - max(unrealized, ZERO))
+
+    def withdraw(self, asset: str, amount: Decimal) -> None:
+        if amount < 0:
+            raise ValueError("a withdrawal must not be negative")
+        if amount > self.max_withdraw(asset):
+            raise InsufficientFunds("Asset transfer failed: insufficient balance", -5013)
+        self._wallet[asset] = self.wallet(asset) - amount
+
     def positions_asset(self, symbol: str) -> str | None:
         position = self.positions.get(symbol)
         return position.margin_asset if position is not None else None

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from kestrel.core.enums import LiquiditySide, MarginType, Market, OrderStatus
-from kestrel.core.errors import ConfigurationError, InvalidOrderError
+from kestrel.core.errors import ConfigurationError, InsufficientFunds, InvalidOrderError
 from kestrel.core.events import FundingRate, MarketEvent, MarkPrice
 from kestrel.core.identifiers import ClientOrderId, TradeId, VenueOrderId
 from kestrel.core.instrument import Instrument
 from kestrel.core.orders import Fill
+from kestrel.core.transfers import TransferDirection
 from kestrel.core.venue import AccountUpdate, AccountUpdateReason, ExecutionType, OrderUpdate, PositionSnapshot
 from kestrel.matching import kernel as k
 from kestrel.matching.accounts import FuturesAccount, SpotAccount
@@ -165,6 +166,27 @@ class EngineBase(ABC):
             account.futures.deposit(asset, amount)
             balances = account.futures.balances([asset])
         self._emit(AccountUpdate(account_id, market, AccountUpdateReason.DEPOSIT, balances, (), ts, ts))
+        return self._drain()
+
+    def transfer(
+        self, account_id: str, direction: TransferDirection, asset: str, amount: Decimal, ts: int
+    ) -> list[EngineEvent]:
+        """Move `amount` of `asset` between the account's spot and futures wallets (R-EX-6), all or
+        nothing: `InsufficientFunds` (code -5013, as the exchange) when the source cannot give it."""
+        if amount <= 0:
+            raise InvalidOrderError("a transfer amount must be positive", -1102)
+        account = self.account(account_id)
+        if direction.source is Market.SPOT:
+            try:
+                account.spot.debit(asset, amount)
+            except InsufficientFunds:
+                raise InsufficientFunds("Asset transfer failed: insufficient balance", -5013) from None
+            account.futures.deposit(asset, amount)
+        else:
+            account.futures.withdraw(asset, amount)
+            account.spot.credit(asset, amount)
+        self._account_update(account, direction.source, AccountUpdateReason.WITHDRAW, ts, [asset])
+        self._account_update(account, direction.target, AccountUpdateReason.DEPOSIT, ts, [asset])
         return self._drain()
 
     # ==== prices ==================================================================================

@@ -48,7 +48,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def _market_of(path: str) -> Market | None:
     if path.startswith("/fapi/"):
         return Market.FUTURES
-    if path.startswith("/api/"):
+    if path.startswith(("/api/", "/sapi/")):  # SAPI (wallet) lives on the spot host
         return Market.SPOT
     return None
 

@@ -55,6 +55,9 @@ SPOT: dict[str, Endpoint] = {
         _e("new_oco", "POST", "/api/v3/orderList/oco", T, 1, orders=2),
         _e("cancel_order_list", "DELETE", "/api/v3/orderList", T, 1),
         _e("account", "GET", "/api/v3/account", U, 20),
+        # wallet (SAPI): weighed per UID (900 / 1 of 180,000 a minute), not on the IP budget
+        _e("asset_transfer", "POST", "/sapi/v1/asset/transfer", U, 0),
+        _e("asset_transfer_history", "GET", "/sapi/v1/asset/transfer", U, 0),
         _e("listen_key_create", "POST", "/api/v3/userDataStream", K, 2),
         _e("listen_key_keepalive", "PUT", "/api/v3/userDataStream", K, 2),
         _e("listen_key_close", "DELETE", "/api/v3/userDataStream", K, 2),

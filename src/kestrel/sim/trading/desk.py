@@ -28,6 +28,7 @@ from kestrel.binance.schemas.exchange_info import parse_instrument
 from kestrel.core.enums import Market, OrderStatus, Side
 from kestrel.core.logs import get_logger
 from kestrel.core.orders import Fill
+from kestrel.core.transfers import TransferDirection
 from kestrel.core.venue import AccountUpdate, ExecutionType, OrderSnapshot, OrderUpdate
 from kestrel.matching.base import EngineEvent, EngineSettings
 from kestrel.matching.engine import MatchingEngine
@@ -70,8 +71,19 @@ class TradingCounters:
     order_5xx_placed_injected: int = 0
     order_5xx_unplaced_injected: int = 0
     order_timeouts_injected: int = 0
+    transfers: int = 0
     silences_injected: int = 0
     listen_key_expiries_injected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    account: str
+    transfer_id: int
+    direction: TransferDirection
+    asset: str
+    amount: Decimal
+    ts_ms: int
 
 
 @dataclass(slots=True)
@@ -142,6 +154,8 @@ class TradingDesk:
         self.algo_of_order: dict[int, int] = {}
         self._algo_ids = itertools.count(1_000_001)
         self.lists: dict[int, OcoList] = {}
+        self.transfers: list[TransferRecord] = []  # wallet transfers, oldest first (the history endpoint)
+        self._transfer_faults: list[str] = []
         self._execution_ids = itertools.count(1)
         self.last_execution_id = 0
         self.trades: dict[tuple[str, Market], list[tuple[Fill, OrderSnapshot]]] = {}  # myTrades / userTrades
@@ -374,6 +388,13 @@ class TradingDesk:
     @property
     def plan(self) -> FaultPlan:
         return self.state.faults.plan
+
+    def fail_next_transfers(self, count: int = 1, placed: bool = True) -> None:
+        """The next `count` wallet transfers answer 5xx after (or instead of) moving the money."""
+        self._transfer_faults.extend(["5xx_placed" if placed else "5xx_unplaced"] * count)
+
+    def transfer_fault(self) -> str | None:
+        return self._transfer_faults.pop(0) if self._transfer_faults else None
 
     def fail_next_orders(self, count: int = 1, placed: bool = True, status: int = 503) -> None:
         """The next `count` order requests answer `status` (5xx) after (or instead of) placing the order."""

@@ -10,6 +10,7 @@ from kestrel.sim.trading.endpoints import WeightTable
 from kestrel.sim.trading.futures_routes import register_futures_routes
 from kestrel.sim.trading.spot_routes import register_spot_routes
 from kestrel.sim.trading.user_ws import add_user_stream_routes
+from kestrel.sim.trading.wallet_routes import register_wallet_routes
 
 
 def install_trading(
@@ -21,5 +22,6 @@ def install_trading(
     weights = WeightTable()
     register_spot_routes(rest_app, desk, weights)
     register_futures_routes(rest_app, desk, weights)
+    register_wallet_routes(rest_app, desk, weights)
     add_user_stream_routes(shared_ws, desk, Market.SPOT, ws_api=True)
     add_user_stream_routes(futures_ws, desk, Market.FUTURES, ws_api=False)

@@ -376,6 +376,12 @@ class Ledger:
         with self._write() as connection:
             self._upsert(connection, schema.transfers, values, ("transfer_id",))
 
+    def transfers(self, status: str | None = None) -> list[dict[str, Any]]:
+        statement = select(schema.transfers).order_by(schema.transfers.c.ts_init, schema.transfers.c.transfer_id)
+        if status is not None:
+            statement = statement.where(schema.transfers.c.status == status)
+        return [dict(row) for row in self._read(statement)]
+
     def audit(self, kind: str, detail: Mapping[str, Any], ts: int, subject: str | None = None) -> None:
         with self._write() as connection:
             connection.execute(
