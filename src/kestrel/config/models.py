@@ -342,6 +342,9 @@ class ExecutionConfig(Section):
     orphan_policy: Literal["RECLAIM_IF_SAFE", "CONSERVATIVE"] = Field(
         "RECLAIM_IF_SAFE", description="What the reconciler does with positions/orders not in the ledger"
     )
+    transfers_enabled: bool = Field(
+        False, description="Move money spot↔futures when an order is refused for want of balance (R-EX-6)"
+    )
     transfer_max_usdt: float = Field(1_000.0, ge=0, description="Cap of one spot↔futures transfer")
     transfer_min_reserve_usdt: float = Field(50.0, ge=0, description="Never transfer below this reserve")
     transfer_daily_max_usdt: float = Field(5_000.0, ge=0, description="Cap of all transfers in one UTC day")

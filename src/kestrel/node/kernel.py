@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from kestrel.binance.transfers import BinanceWalletTransfers
 from kestrel.binance.venue import BinanceVenue
 from kestrel.binance.venue_settings import BinanceVenueSettings
 from kestrel.config.loading import config_revision, masked_dict
@@ -50,12 +51,14 @@ from kestrel.core.orders import Fill
 from kestrel.core.venue import AccountUpdate, BookView, OrderSnapshot, OrderUpdate, Venue, VenueEvent
 from kestrel.execution.guard import GuardedVenue
 from kestrel.execution.reconcile import OrderReport, OrphanPolicy, PositionReport, ReconcileReport, reconcile
+from kestrel.execution.transfers import EngineTransfers, TransferManager, TransferTransport
 from kestrel.marketdata.feed import MarketDataFeed
 from kestrel.matching.engine import EngineSettings, MatchingEngine
 from kestrel.matching.settings import engine_settings, order_latency
 from kestrel.matching.venue import SimVenue
 from kestrel.node.books import LiveBookView
 from kestrel.node.records import write_node_run
+from kestrel.node.wallet import WalletKeeper
 from kestrel.risk.limits import RiskEngine
 from kestrel.storage.ledger import Ledger
 from kestrel.strategy.base import Strategy, StrategyContext
@@ -159,6 +162,7 @@ class TradingNode:
         self.reconcile_report: ReconcileReport | None = None
         self.venue: GuardedVenue | None = None
         self.risk: RiskEngine | None = None
+        self.wallet: WalletKeeper | None = None
         self.books: dict[tuple[Market, str], BookView] = {}
         self.instruments: dict[tuple[Market, str], Instrument] = {}
         self.summary = NodeSummary(mode, venue_kind.value, strategy.name, config_revision=config_revision(config))
@@ -191,6 +195,7 @@ class TradingNode:
             leverage=config.risk.leverage, mark_of=self._mark,
         )  # fmt: skip
         self.venue.set_event_handler(self._on_venue_event)
+        self.wallet = self._build_wallet_keeper()
         for market, symbol in self.instruments:
             self._book(market, symbol)  # every view exists before the strategy first asks for one
         self.strategy.bind(StrategyContext(self.venue, self.clock, self.instruments, self.books))
@@ -220,6 +225,31 @@ class TradingNode:
         self.engine = engine
         self.sim_venue = SimVenue(engine, PAPER_ACCOUNT, self.clock, order_latency(config.matching, config.seed))
         return self.sim_venue
+
+    def _build_wallet_keeper(self) -> WalletKeeper | None:
+        """R-EX-6 when configured: a refusal for want of balance moves money from the other wallet."""
+        config = self.config
+        if not config.execution.transfers_enabled:
+            return None
+        transport: TransferTransport
+        if self.sim_venue is not None:
+            transport = EngineTransfers(self.sim_venue)
+        elif self.binance is not None and Market.SPOT in self.binance.http:
+            transport = BinanceWalletTransfers(self.binance.http[Market.SPOT], self.clock)
+        else:
+            log.warning("wallet transfers need the spot API (add 'spot' to data.ingest.markets); they are off")
+            return None
+        inner = self.sim_venue or self.binance
+        assert inner is not None
+
+        def free(market: Market, asset: str) -> Decimal:
+            for balance in inner.balances(market):
+                if balance.asset == asset:  # futures: the available balance (the exchange refuses the rest)
+                    return balance.free
+            return Decimal(0)
+
+        manager = TransferManager(transport, self.clock, config.execution, free, self.ledger, f"tr{self._started_ns}")
+        return WalletKeeper(manager, config.risk.leverage, self._mark)
 
     async def _reconcile_at_start(self, venue: BinanceVenue) -> ReconcileReport:
         """Crash recovery is the start-up path: the ledger's unfinished orders and positions against
@@ -275,6 +305,8 @@ class TradingNode:
 
     async def stop(self) -> None:
         self._guarded(self.strategy.on_stop)
+        if self.wallet is not None:  # a transfer under way is finished and recorded, never dropped
+            await self.wallet.drain()
         if self.binance is not None:  # let in-flight commands finish and their answers arrive
             await self.binance.drain(timeout_s=10.0)
             await self.binance.stop()
@@ -316,6 +348,8 @@ class TradingNode:
         self._pump(self.clock.timestamp_ns())
 
     def _on_venue_event(self, event: VenueEvent) -> None:
+        if self.wallet is not None:
+            self.wallet.on_event(event)
         if isinstance(event, OrderUpdate):
             self._orders[event.order.client_order_id] = event.order
             if event.fill is not None:
