@@ -9,9 +9,11 @@
 - Reconnect with exponential backoff (0.5 s → 8 s, jitter); after `reconnect_alert_after` failures in
   a row an alert is logged. `serverShutdown` ⇒ reconnect without waiting.
 - Proactive rotation before the 24 h cut: at `connection_lifetime_s − rotate_before_cut_s` a second
-  connection is opened and subscribed; the old one keeps delivering until the new one's first data
-  frame, then it is closed (make before break: nothing is missed; the overlap's duplicates are
-  recognised by the sequencer and, while `rotating` is set, counted apart).
+  connection is opened and subscribed; both are read until `rotation_overlap_s` after the new one's
+  first data frame (the old socket may still hold frames sent before the new subscription took effect,
+  and one stream of the new connection streaming does not mean all do), then the old one is closed
+  (make before break: nothing is missed; the overlap's duplicates are recognised by the sequencer and,
+  while `rotating` is set, counted apart).
 - Every data frame goes to `on_frame(frame, ts_init)`, `ts_init` read from the Clock the moment the frame
   is taken off the socket.
 """
@@ -52,6 +54,18 @@ class ConnectionState(StrEnum):
     STOPPED = "stopped"
 
 
+_FOREVER_NS = 2**62
+
+
+@dataclass
+class _OverlapReads:
+    """The two outstanding reads of a rotation (new connection, old connection)."""
+
+    new: asyncio.Future[Any]
+    old: asyncio.Future[Any] | None
+    switched: bool = False
+
+
 @dataclass
 class StreamSettings:
     heartbeat_timeout_s: float = 10.0
@@ -66,6 +80,7 @@ class StreamSettings:
     connect_timeout_s: float = 10.0
     stable_after_s: float = 10.0  # streaming this long resets the backoff
     reconnect_alert_after: int = 3
+    rotation_overlap_s: float = 0.5  # both connections are read this long after the new one streams
     rotation_overlap_grace_s: float = 1.0  # `rotating` stays set this long after the switch
 
 
@@ -315,8 +330,9 @@ class StreamConnection:
 
     # ---- rotation -------------------------------------------------------------------------------
     async def _rotate(self, old: WebSocket) -> WebSocket:
-        """Open and subscribe a replacement; keep reading `old` until the new one delivers data."""
+        """Open and subscribe a replacement; read both until the overlap after the new one streams."""
         self.rotating = True
+        self._rotating_until_ns = _FOREVER_NS  # a previous rotation's pending end must not clear this one
         old_subscriber = self._subscriber
         try:
             new = await self._open()
@@ -324,46 +340,24 @@ class StreamConnection:
             log.warning("rotation connect failed; keeping the old connection", shard=self.name, error=str(exc))
             self._connected_ns += int(30 * NANOS_PER_SECOND)  # try again in 30 s
             self._ws, self._subscriber = old, old_subscriber
-            self.rotating = False
+            self.rotating, self._rotating_until_ns = False, 0
             return old
         self.counters.rotations += 1
         self._ws = old  # until the switch, the old one is current
-        waiting_new: asyncio.Future[Any] = asyncio.ensure_future(new.receive())
-        waiting_old: asyncio.Future[Any] | None = asyncio.ensure_future(old.receive())
-        switched = False
+        reads = _OverlapReads(asyncio.ensure_future(new.receive()), asyncio.ensure_future(old.receive()))
         try:
-            while True:
-                pending = {waiting_new} | ({waiting_old} if waiting_old is not None else set())
-                done, _ = await asyncio.wait(
-                    pending, timeout=self.settings.heartbeat_timeout_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    raise _Restart("heartbeat timeout during rotation")
-                if waiting_old is not None and waiting_old in done:
-                    try:
-                        self._handle(waiting_old.result())
-                        waiting_old = asyncio.ensure_future(old.receive())
-                    except _Restart:
-                        waiting_old = None  # the old one ended first: just wait for the new one
-                if waiting_new in done:
-                    message = waiting_new.result()
-                    is_data = message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
-                    data = message.data if is_data else b""
-                    self._handle(message)
-                    if isinstance(data, bytes) and data.startswith(_DATA_PREFIX):
-                        switched = True  # the new connection streams: switch
-                        break
-                    waiting_new = asyncio.ensure_future(new.receive())
+            await self._read_both(old, new, reads)
         finally:
-            if waiting_old is not None:
-                waiting_old.cancel()
+            if reads.old is not None:
+                reads.old.cancel()
             if old_subscriber is not None:
                 old_subscriber.cancel()
-            if not switched:  # the rotation failed: the caller reconnects from scratch
-                waiting_new.cancel()
-                self.rotating = False
+            if not reads.switched:  # the rotation failed: the caller reconnects from scratch
+                reads.new.cancel()
+                self.rotating, self._rotating_until_ns = False, 0
                 with contextlib.suppress(Exception):
                     await new.close()
+        await self._settle_pending_receive(reads.new)
         with contextlib.suppress(Exception):
             await old.close()
         self._ws = new
@@ -372,6 +366,48 @@ class StreamConnection:
         asyncio.get_running_loop().call_later(grace_s, self._end_rotation)
         log.info("connection rotated before the 24 h cut", shard=self.name)
         return new
+
+    async def _read_both(self, old: WebSocket, new: WebSocket, reads: _OverlapReads) -> None:
+        loop = asyncio.get_running_loop()
+        overlap_ends = 0.0
+        while True:
+            timeout = self.settings.heartbeat_timeout_s
+            if reads.switched:
+                remaining = overlap_ends - loop.time()
+                if remaining <= 0 or reads.old is None:
+                    return
+                timeout = min(timeout, remaining)
+            pending = {reads.new} | ({reads.old} if reads.old is not None else set())
+            done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                if reads.switched:
+                    return  # the overlap is over (or the old connection has gone quiet)
+                raise _Restart("heartbeat timeout during rotation")
+            if reads.old is not None and reads.old in done:
+                try:
+                    self._handle(reads.old.result())
+                    reads.old = asyncio.ensure_future(old.receive())
+                except _Restart:
+                    reads.old = None  # the old one ended first: just wait for the new one
+            if reads.new in done:
+                message = reads.new.result()
+                is_data = message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+                data = message.data if is_data else b""
+                self._handle(message)
+                if not reads.switched and isinstance(data, bytes) and data.startswith(_DATA_PREFIX):
+                    reads.switched = True  # the new connection streams: drain the old one, then switch
+                    overlap_ends = loop.time() + self.settings.rotation_overlap_s
+                reads.new = asyncio.ensure_future(new.receive())
+
+    async def _settle_pending_receive(self, waiting: asyncio.Future[Any]) -> None:
+        """The new connection's outstanding read is completed, not cancelled: aiohttp marks a socket
+        whose `receive()` was cancelled as abnormally closed. A streaming connection answers within
+        the heartbeat; silence that long is the watchdog's case anyway."""
+        done, _ = await asyncio.wait({waiting}, timeout=self.settings.heartbeat_timeout_s)
+        if not done:
+            waiting.cancel()
+            raise _Restart("heartbeat timeout after rotation")
+        self._handle(waiting.result())
 
     def _end_rotation(self) -> None:
         if self.clock.timestamp_ns() >= self._rotating_until_ns:
