@@ -156,3 +156,23 @@ def test_bad_parameters_name_the_problem(params: dict[str, str], message: str) -
 
 def test_loadable_by_name() -> None:
     assert isinstance(load_strategy("pipeline", {}), PipelineStrategy)
+
+
+def test_the_shipped_config_runs_a_backtest_from_the_command_line(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kestrel.cli import main
+
+    monkeypatch.chdir(REPO)  # the shipped config names its rules file relative to the repository
+    config = "config/pipeline.yaml"
+    code = main(
+        [
+            "backtest", "--config", config, "--strategy", "pipeline", "--param", f"config={config}",
+            "--data", str(shared_data / RECORDING), "--symbols", "BTCUSDT", "--seed", "1", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (run_dir,) = tmp_path.iterdir()
+    orders = (run_dir / "orders.csv").read_text().splitlines()
+    assert len(orders) > 1 and "pipeline" in run_dir.name

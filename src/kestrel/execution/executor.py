@@ -193,8 +193,6 @@ class Executor:
     def _start(self, intent: Intent, plan: RoutePlan, now: int) -> IntentExecution:
         execution = IntentExecution(intent, plan, now)
         self.executions[intent.intent_id] = execution
-        if self.ledger is not None:
-            self._ledger_write(lambda ledger: ledger.record_intent(intent))
         if not plan.slices:
             self._finish(execution)
             return execution
@@ -206,6 +204,10 @@ class Executor:
                 self.clock.set_timer(
                     f"exec:{intent.intent_id}:s{piece.index}", due, partial(self._slice_due, execution, piece)
                 )
+        if self.ledger is not None:
+            # after the slices due at once have left: each order row (written by the guard before its
+            # request) already names this intent, so the intent's own row need not delay the first order
+            self._ledger_write(lambda ledger: ledger.record_intent(intent))
         return execution
 
     def _slice_due(self, execution: IntentExecution, piece: Slice, _event: TimeEvent) -> None:

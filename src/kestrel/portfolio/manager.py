@@ -159,8 +159,9 @@ class PositionManager:
                 return [self._tighten(position, Decimal(0), "breakeven")]
         else:
             reduced = min(quantity, position.quantity)
-            position.margin -= position.margin * reduced / position.quantity
-            position.quantity -= reduced
+            if reduced > 0:  # a reduction of an already flat position changes nothing (no 0 / 0)
+                position.margin -= position.margin * reduced / position.quantity
+                position.quantity -= reduced
             position.history.append(f"reduce {reduced} @ {price}")
             if position.quantity == 0:
                 position.closed = True

@@ -23,6 +23,7 @@ Parameters: `config` (a YAML configuration; empty = the embedded defaults — pa
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -114,6 +115,7 @@ class PipelineStrategy(Strategy):
         self.last_decision_ns: dict[tuple[Market, str], int] = {}
         self.signals_entered: list[Signal] = []
         self.skips = 0
+        self.skip_reasons: Counter[str] = Counter()  # by the stage that stopped the decision
         self.intents: list[Intent] = []
         self.exits: list[ExitRecord] = []
         self.stop_moves: list[MoveStop] = []
@@ -193,17 +195,21 @@ class PipelineStrategy(Strategy):
         self.decisions += 1
         if outcome.signal.decision is not Decision.ENTER or outcome.intent is None:
             self.skips += 1
+            reasons = outcome.signal.reasons
+            self.skip_reasons[reasons[-1].split(":")[0] if reasons else "?"] += 1
             return None
         self.signals_entered.append(outcome.signal)
-        if self.ledger is not None:
-            try:
-                self.ledger.record_signal(outcome.signal)
-            except LedgerError as error:
-                self.log.error("signal not recorded", error=str(error))
         intent = outcome.intent
         self.intents.append(intent)
         self.entering[key] = intent.intent_id
         self.executor.execute(intent, features.spread_bps, features.mean_spread_bps_1h)
+        if self.ledger is not None:
+            # after the first order left (the intent and the order were written before it): the signal
+            # row is the decision's audit record, its durable write need not delay the order
+            try:
+                self.ledger.record_signal(outcome.signal)
+            except LedgerError as error:
+                self.log.error("signal not recorded", error=str(error))
         return intent
 
     def _exposure(self) -> Exposure:
@@ -227,13 +233,9 @@ class PipelineStrategy(Strategy):
         if fill.market is Market.SPOT and fill.side is Side.BUY and fill.fee_asset == instrument.base_asset:
             quantity -= fill.fee  # a spot buy pays its fee in the coin bought: we hold less
         held = self.held.get(key)
-        if intent.reduce_only:
-            if held is not None:
-                self.manager.on_fill(held.position, fill.side, quantity, fill.price)
-                if held.position.quantity <= 0:
-                    self._flat(key, held)
-            return
         if held is None:
+            if intent.reduce_only:
+                return  # an exit's fill after the position was already flat in our books
             stop = intent.stop_loss_price
             assert stop is not None  # entries from the decision engine always carry their stop
             leverage = 1 if key[0] is Market.SPOT else self.config.risk.leverage
@@ -244,8 +246,10 @@ class PipelineStrategy(Strategy):
             self.held[key] = _Held(position, intent.intent_id)
         elif intent.intent_id == held.entry_intent_id:
             self.manager.on_entry_fill(held.position, quantity, fill.price)
-        else:  # an add-on
+        else:  # an add-on (same side) or an exit (the other side)
             self._apply(key, held, self.manager.on_fill(held.position, fill.side, quantity, fill.price))
+            if held.position.quantity <= 0:
+                self._flat(key, held)
 
     def _on_done(self, execution: IntentExecution) -> None:
         intent = execution.intent
