@@ -28,6 +28,7 @@ import multiprocessing
 import platform
 import sys
 import tempfile
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from kestrel.config.loading import load_config
 from kestrel.core.enums import Market, Side
 from kestrel.core.events import DepthSnapshot, DepthUpdate
 from kestrel.core.identifiers import client_order_id
-from kestrel.core.venue import BookView
+from kestrel.core.venue import BookView, ExecutionType, OrderUpdate
 from kestrel.node import TradingNode, VenueKind
 from kestrel.strategy.book_features import BookFeatures
 from kestrel.strategy.engine import Exposure
@@ -82,9 +83,15 @@ class TickProbe(PipelineStrategy):
         super().__init__(params)
         self.every = every
         self.current_ts_init = 0  # the market event being handled (stamped from the bus, before the node)
-        self.samples: list[tuple[str, int, int, int]] = []  # (intent, event ts_init, callback ns, send ns)
+        self.samples: list[tuple[str, int, int, int, int]] = []  # intent, event ts_init, callback, send, returned
         self.updates = 0
         self.previous: str | None = None
+        self.rejections: Counter[str] = Counter()
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        if update.execution_type is ExecutionType.REJECTED:
+            self.rejections[(update.reason or "?")[:60]] += 1
+        super().on_order_update(update)
 
     def stamp(self, event: object) -> None:
         if isinstance(event, DepthUpdate | DepthSnapshot):
@@ -102,11 +109,12 @@ class TickProbe(PipelineStrategy):
             return
         side = Side.BUY if self.updates // self.every % 2 else Side.SELL
         intent = self.decide(key, side, features, now)
+        returned = self.clock.timestamp_ns()
         if intent is None:
             return
         execution = self.executor.executions[intent.intent_id]
         if execution.orders and execution.plan.start_delay_ms == 0:  # the first slice left at once
-            self.samples.append((intent.intent_id, self.current_ts_init, now, self.executor.last_send_ns))
+            self.samples.append((intent.intent_id, self.current_ts_init, now, self.executor.last_send_ns, returned))
         if self.previous is not None:
             self.executor.cancel(self.previous)
         self.previous = intent.intent_id
@@ -179,24 +187,28 @@ async def _run_node(config_path: Path, seconds: float, every: int) -> dict[str, 
     tick_to_submit: list[int] = []
     submit_to_socket: list[int] = []
     tick_to_callback: list[int] = []
-    for intent_id, ts_event, ts_callback, ts_submit in probe.samples:
+    submit_call: list[int] = []
+    for intent_id, ts_event, ts_callback, ts_submit, ts_returned in probe.samples:
         for leg in ("m0", "t0"):
             ts_socket = sent.get(client_order_id(intent_id, leg, 0))
             if ts_socket is not None and ts_event > 0:
                 tick_to_socket.append(ts_socket - ts_event)
                 tick_to_submit.append(ts_submit - ts_event)
                 tick_to_callback.append(ts_callback - ts_event)
+                submit_call.append(ts_returned - ts_submit)
                 submit_to_socket.append(ts_socket - ts_submit)
                 break
     return {
         "decisions": probe.decisions,
         "skips": dict(probe.skip_reasons),
+        "rejections": dict(probe.rejections),
         "entries": len(probe.intents),
         "samples_matched": len(tick_to_socket),
         "tick_to_order": _percentiles(tick_to_socket),
         "tick_to_strategy_callback": _percentiles(tick_to_callback),
         "tick_to_submit_call": _percentiles(tick_to_submit),
         "submit_call_to_socket": _percentiles(submit_to_socket),
+        "of_which_guard_and_venue_calls_until_the_decision_returns": _percentiles(submit_call),
         "node": {"market_events": summary.market_events, "orders": summary.orders, "fills": summary.fills,
                  "rejections": summary.rejections, "strategy_errors": summary.strategy_errors},
     }  # fmt: skip

@@ -46,6 +46,8 @@ log = get_logger(__name__)
 NANOS_PER_MILLISECOND = 1_000_000
 ZERO = Decimal(0)
 _INSUFFICIENT_BALANCE_CODES = frozenset({-2018, -2019, -2010})
+LEDGER_FLUSH_TIMER = "exec:ledger-flush"
+LEDGER_FLUSH_DELAY_NS = 1_000_000  # one loop turn of the node (its loop wakes every millisecond)
 
 
 class Leg(StrEnum):
@@ -153,6 +155,7 @@ class Executor:
         self.executions: dict[str, IntentExecution] = {}
         self._orders: dict[str, tuple[IntentExecution, OrderRecord]] = {}
         self.last_send_ns = 0  # clock time of the latest order handed to the venue (latency probes)
+        self._pending_writes: list[Callable[[Ledger], object]] = []
 
     # ---- commands --------------------------------------------------------------------------------
     def execute(
@@ -193,6 +196,9 @@ class Executor:
     def _start(self, intent: Intent, plan: RoutePlan, now: int) -> IntentExecution:
         execution = IntentExecution(intent, plan, now)
         self.executions[intent.intent_id] = execution
+        # deferred: each order row (written by the guard before its request) already names this intent,
+        # so the intent's own row need not delay the first order; queued first, before any state change
+        self._ledger_write(lambda ledger: ledger.record_intent(intent))
         if not plan.slices:
             self._finish(execution)
             return execution
@@ -204,10 +210,6 @@ class Executor:
                 self.clock.set_timer(
                     f"exec:{intent.intent_id}:s{piece.index}", due, partial(self._slice_due, execution, piece)
                 )
-        if self.ledger is not None:
-            # after the slices due at once have left: each order row (written by the guard before its
-            # request) already names this intent, so the intent's own row need not delay the first order
-            self._ledger_write(lambda ledger: ledger.record_intent(intent))
         return execution
 
     def _slice_due(self, execution: IntentExecution, piece: Slice, _event: TimeEvent) -> None:
@@ -401,11 +403,37 @@ class Executor:
         self._ledger_write(lambda ledger: ledger.audit("execution.slip", detail, ts, subject=subject))
 
     def _ledger_write(self, write: Callable[[Ledger], object]) -> None:
-        assert self.ledger is not None
-        try:
-            write(self.ledger)
-        except LedgerError as error:  # trading state keeps flowing; the reconciler repairs the ledger
-            log.error("ledger write failed", error=str(error))
+        """Queue a ledger write for a clock tick later (see `defer_ledger_write`)."""
+        self.defer_ledger_write(write)
+
+    def defer_ledger_write(self, write: Callable[[Ledger], object]) -> None:
+        """Run `write` against the ledger one clock tick from now, in the order queued.
+
+        Orders themselves are written before their request leaves (by the guard). The rows written
+        here — intents, their states, slippage audits, signals — come after: a live venue writes
+        its requests to the socket only once the current callback has returned to the event loop, so
+        a durable write made in the same callback would delay the order by the write's fsync.
+        """
+        if self.ledger is None:
+            return
+        self._pending_writes.append(write)
+        if len(self._pending_writes) == 1:
+            self.clock.set_timer(LEDGER_FLUSH_TIMER, self.clock.timestamp_ns() + LEDGER_FLUSH_DELAY_NS, self._flush_due)
+
+    def _flush_due(self, _event: TimeEvent) -> None:
+        self.flush_ledger()
+
+    def flush_ledger(self) -> None:
+        """Write every queued ledger row now (also at shutdown)."""
+        pending, self._pending_writes = self._pending_writes, []
+        self.clock.cancel_timer(LEDGER_FLUSH_TIMER)
+        if self.ledger is None:
+            return
+        for write in pending:
+            try:
+                write(self.ledger)
+            except LedgerError as error:  # trading state keeps flowing; the reconciler repairs the ledger
+                log.error("ledger write failed", error=str(error))
 
     def timer_names(self, intent_id: str) -> list[str]:
         """The clock timers this executor may hold for an intent (for tests and shutdown)."""

@@ -44,7 +44,6 @@ from kestrel.execution.quality import ExecutionStats
 from kestrel.portfolio.manager import Action as PositionAction
 from kestrel.portfolio.manager import AddOn, ClosePartial, ManagedPosition, MoveStop, PositionManager
 from kestrel.risk.limits import RiskEngine
-from kestrel.storage.ledger import LedgerError
 from kestrel.strategy.base import Strategy
 from kestrel.strategy.book_features import BookFeatures, FeatureSettings
 from kestrel.strategy.engine import DecisionEngine, Exposure, MarketState, ModelScorer
@@ -203,13 +202,8 @@ class PipelineStrategy(Strategy):
         self.intents.append(intent)
         self.entering[key] = intent.intent_id
         self.executor.execute(intent, features.spread_bps, features.mean_spread_bps_1h)
-        if self.ledger is not None:
-            # after the first order left (the intent and the order were written before it): the signal
-            # row is the decision's audit record, its durable write need not delay the order
-            try:
-                self.ledger.record_signal(outcome.signal)
-            except LedgerError as error:
-                self.log.error("signal not recorded", error=str(error))
+        signal = outcome.signal  # the decision's audit row: written after the order left (see the executor)
+        self.executor.defer_ledger_write(lambda ledger: ledger.record_signal(signal))
         return intent
 
     def _exposure(self) -> Exposure:
@@ -318,11 +312,11 @@ class PipelineStrategy(Strategy):
 
     def _flat(self, key: tuple[Market, str], held: _Held) -> None:
         del self.held[key]
-        if self.ledger is not None:
-            try:
-                self.ledger.set_intent_state(held.entry_intent_id, "CLOSED", self.clock.timestamp_ns())
-            except LedgerError as error:
-                self.log.error("intent state not recorded", error=str(error))
+        intent_id, now = held.entry_intent_id, self.clock.timestamp_ns()
+        self.executor.defer_ledger_write(lambda ledger: ledger.set_intent_state(intent_id, "CLOSED", now))
+
+    def on_stop(self) -> None:
+        self.executor.flush_ledger()
 
     def on_timer(self, event: TimeEvent) -> None:
         if event.name != SWEEP_TIMER:
