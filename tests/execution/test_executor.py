@@ -190,3 +190,17 @@ def test_orders_belong_to_their_intent_in_the_ledger_and_slippage_is_audited(tmp
     assert audit["detail"]["client_order_id"] == taker.client_order_id
     assert audit["detail"]["slip_bps"] == pytest.approx(taker.slip_bps)
     ledger.close()
+
+
+def test_a_post_only_order_that_would_take_falls_back_at_once() -> None:
+    from tests.matching.helpers import depth
+
+    h = Harness()
+    execution = h.executor.execute(intent("0.2"))  # a post-only bid at 100.0 on its way
+    # before it arrives the bid level goes and the ask comes down to 100.0: the bid would now take
+    h.sim.on_engine_events(h.matching.apply(depth([(100.0, 0.0)], [(100.0, 1.0)], T0, 101, 101, 100)))
+    h.run_until(T0 + 10 * MS)
+    maker, taker = execution.orders
+    assert maker.status in (OrderStatus.EXPIRED, OrderStatus.REJECTED) and maker.filled == 0
+    assert taker.leg is Leg.TAKER and taker.ts_sent_ns < T0 + 1000 * MS  # no maker wait for a refused maker
+    assert taker.status is OrderStatus.FILLED and execution.done
