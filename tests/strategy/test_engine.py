@@ -113,3 +113,17 @@ def test_degraded_data_falls_back_to_rules_only(instruments) -> None:  # type: i
     outcome = engine(instruments, model).decide(state(degraded=True), Side.BUY, Exposure())
     assert outcome.intent is not None and model.calls == 0
     assert "degraded data: rules-only" in outcome.signal.reasons and outcome.signal.p_up is None
+
+
+def test_the_de_dup_memory_is_bounded(instruments, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import kestrel.strategy.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "SEEN_CAPACITY", 3)
+    pipeline = engine(instruments)
+    for n in range(5):  # skipped by the gate (wide spread), each remembered for de-dup
+        pipeline.decide(state(T0 + n, spread_bps=50.0), Side.BUY, Exposure())
+    assert len(pipeline._seen) == 3
+    again = pipeline.decide(state(T0 + 4, spread_bps=50.0), Side.BUY, Exposure())  # recent: still a duplicate
+    assert "duplicate" in again.signal.reasons[0]
+    forgotten = pipeline.decide(state(T0 + 0, spread_bps=50.0), Side.BUY, Exposure())  # the oldest: forgotten
+    assert "duplicate" not in forgotten.signal.reasons[0]

@@ -130,6 +130,17 @@ class PositionManager:
                 actions.append(ClosePartial(partial, f"ROE {roe:.2f}% ≥ {self.config.partial_close_roe_pct}%"))
         return actions
 
+    def on_entry_fill(self, position: ManagedPosition, quantity: Decimal, price: Decimal) -> None:
+        """A later fill of the opening entry itself (a TWAP slice, a taker remainder): the first entry
+        grows and its average re-prices; unlike an add-on it uses none of the add-on budget."""
+        position.fees_paid += quantity * price * position.fee_rate
+        total = position.quantity + quantity
+        position.average_entry = (position.average_entry * position.quantity + price * quantity) / total
+        position.quantity = total
+        position.first_quantity += quantity
+        position.margin += quantity * price / position.leverage
+        position.history.append(f"entry {quantity} @ {price}")
+
     def on_fill(self, position: ManagedPosition, side: Side, quantity: Decimal, price: Decimal) -> list[Action]:
         """Account an executed action: add-ons re-average the entry (and re-tighten a breakeven or lock
         stop already in place, so its guarantee holds for the larger position); reductions keep it."""
@@ -148,8 +159,9 @@ class PositionManager:
                 return [self._tighten(position, Decimal(0), "breakeven")]
         else:
             reduced = min(quantity, position.quantity)
-            position.margin -= position.margin * reduced / position.quantity
-            position.quantity -= reduced
+            if reduced > 0:  # a reduction of an already flat position changes nothing (no 0 / 0)
+                position.margin -= position.margin * reduced / position.quantity
+                position.quantity -= reduced
             position.history.append(f"reduce {reduced} @ {price}")
             if position.quantity == 0:
                 position.closed = True

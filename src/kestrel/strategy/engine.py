@@ -30,6 +30,7 @@ from kestrel.strategy.scoring import combined_size_multiplier
 from kestrel.strategy.sizing import SizedEntry, size_entry
 
 NANOS_PER_SECOND = 1_000_000_000
+SEEN_CAPACITY = 100_000  # decisions remembered for de-dup
 
 
 class ModelScorer(Protocol):
@@ -108,7 +109,9 @@ class DecisionEngine:
         self.model = model
         self.config_rev = config_rev
         self._cooldown_until: dict[tuple[Market, str, Side], int] = {}
-        self._seen: set[str] = set()
+        # decided keys, oldest first, bounded: a replay repeats recent events, and a live node must not
+        # grow a set by one entry per decision for as long as it runs
+        self._seen: dict[str, None] = {}
 
     def decide(self, state: MarketState, side: Side, exposure: Exposure) -> DecisionOutcome:
         key = _decision_key(self.strategy_id, state, side)
@@ -117,7 +120,9 @@ class DecisionEngine:
         base = _Context(state, side, key, revision)
         if key in self._seen:
             return self._skip(base, reasons=("duplicate: this event was already decided",))
-        self._seen.add(key)
+        self._seen[key] = None
+        if len(self._seen) > SEEN_CAPACITY:
+            del self._seen[next(iter(self._seen))]
         cooldown = self._cooldown_until.get((state.market, state.symbol, side), 0)
         if state.ts_init < cooldown:
             return self._skip(base, reasons=(f"cooldown until {cooldown}",))

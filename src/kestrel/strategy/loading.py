@@ -9,13 +9,16 @@ from kestrel.core.errors import ConfigurationError
 from kestrel.strategy.base import Strategy
 from kestrel.strategy.examples import EXAMPLES
 
+# the shipped strategies by name: the examples and the full decision pipeline
+SHIPPED = {**EXAMPLES, "pipeline": "kestrel.strategy.pipeline:PipelineStrategy"}
+
 
 def load_strategy(spec: str, params: Mapping[str, str]) -> Strategy:
-    """A shipped example by name, or any `module:Class` deriving from Strategy."""
-    target = EXAMPLES.get(spec, spec)
+    """A shipped strategy by name, or any `module:Class` deriving from Strategy."""
+    target = SHIPPED.get(spec, spec)
     module_name, _, class_name = target.partition(":")
     if not class_name:
-        raise ConfigurationError(f"unknown strategy {spec!r}: use one of {', '.join(sorted(EXAMPLES))} or module:Class")
+        raise ConfigurationError(f"unknown strategy {spec!r}: use one of {', '.join(sorted(SHIPPED))} or module:Class")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

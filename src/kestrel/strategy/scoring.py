@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kestrel.config.models import ScoreBand, StrategyConfig
 
@@ -50,3 +50,43 @@ def combined_size_multiplier(
     if config.target_volatility is not None and realized_volatility is not None and realized_volatility > 0:
         multiplier *= min(1.0, config.target_volatility / realized_volatility)
     return min(max(multiplier, config.size_multiplier_min), config.size_multiplier_max)
+
+
+class LogisticScorer:
+    """p(up) = σ(intercept + Σ weight × feature): a `ModelScorer` from explicit coefficients.
+
+    For when no registry model is configured but a scored path is still wanted (the decision
+    benchmark, a hand-fitted model). A missing or NaN feature counts as 0 (no evidence either way).
+    """
+
+    def __init__(self, weights: dict[str, float], intercept: float = 0.0, version: str = "logistic") -> None:
+        if not weights:
+            raise ValueError("a logistic model needs at least one weight")
+        self.weights = tuple(weights.items())
+        self.intercept = intercept
+        self.version = version
+
+    def predict_probability(self, features: Mapping[str, float]) -> float:
+        total = self.intercept
+        for name, weight in self.weights:
+            value = features.get(name, 0.0)
+            if value == value:  # NaN is not equal to itself: skip it
+                total += weight * value
+        if total >= 0:
+            return 1.0 / (1.0 + math.exp(-total))
+        exponent = math.exp(total)  # the stable form for negative arguments
+        return exponent / (1.0 + exponent)
+
+    @classmethod
+    def parse(cls, text: str, intercept: float = 0.0) -> LogisticScorer:
+        """From `name=weight,name=weight` (the strategy parameter form)."""
+        weights: dict[str, float] = {}
+        for item in text.split(","):
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"model weight {item!r} is not name=number")
+            try:
+                weights[name.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"model weight {item!r} is not name=number") from None
+        return cls(weights, intercept)

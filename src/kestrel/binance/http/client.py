@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -66,6 +67,9 @@ class BinanceHttpClient:
         self.breaker = breaker or CircuitBreaker()
         self.server_offset_ms = 0  # server − local, measured by `sync_time`
         self._session: aiohttp.ClientSession | None = None
+        # (clock ns, request) when each request's headers were written to the socket: a bounded,
+        # always-on record for latency measurement (tick-to-order), filled by aiohttp's request tracing
+        self.sent: deque[tuple[int, aiohttp.TraceRequestHeadersSentParams]] = deque(maxlen=4096)
 
     async def __aenter__(self) -> BinanceHttpClient:
         return self
@@ -80,8 +84,15 @@ class BinanceHttpClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(self._headers_sent)
+            self._session = aiohttp.ClientSession(timeout=self.timeout, trace_configs=[trace])
         return self._session
+
+    async def _headers_sent(
+        self, _session: aiohttp.ClientSession, _context: object, params: aiohttp.TraceRequestHeadersSentParams
+    ) -> None:
+        self.sent.append((self.clock.timestamp_ns(), params))
 
     async def sync_time(self, endpoint: Endpoint) -> int:
         """Measure the server clock offset (ms) with one round trip; midpoint estimate."""
