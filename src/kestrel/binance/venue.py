@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -33,8 +34,9 @@ from decimal import Decimal
 from typing import Any
 
 from kestrel.binance.http.breaker import CircuitBreaker
-from kestrel.binance.http.client import BinanceApiError, BinanceHttpClient, UnknownOutcome
+from kestrel.binance.http.client import BinanceApiError, BinanceHttpClient, UnknownOutcome, with_retries
 from kestrel.binance.http.ratelimit import RateLimitTracker
+from kestrel.binance.http.shared_budget import SharedBudget, budget_namespace
 from kestrel.binance.order_view import OrderKey, OrderView, key_of
 from kestrel.binance.schemas import trading as wire_requests
 from kestrel.binance.schemas.trading import WireRequest, is_algo_order
@@ -62,6 +64,7 @@ from kestrel.core.venue import (
 log = get_logger(__name__)
 
 RATE_LIMITED_CODE = -1003
+READ_RETRY_DELAY_S = 0.2  # first back-off of start-up and reconciliation reads (doubles, full jitter)
 UNKNOWN_ORDER = (-2011, "Unknown order sent.")
 
 
@@ -122,6 +125,16 @@ class BinanceVenue:
     def _make_http(self, market: Market) -> BinanceHttpClient:
         settings = self.settings
         spot = market is Market.SPOT
+        safety = settings.rate_limit_safety
+        limits = (
+            RateLimitTracker.spot_defaults(settings.spot_weight_per_minute, safety)
+            if spot
+            else RateLimitTracker.futures_defaults(settings.futures_weight_per_minute, safety)
+        )
+        shared = None
+        if settings.shared_budget_redis_url and settings.api_key:
+            namespace = budget_namespace(settings.api_key, market.value)
+            shared = SharedBudget(settings.shared_budget_redis_url, namespace, limits)
         return BinanceHttpClient(
             settings.spot_rest_url if spot else settings.futures_rest_url,
             self.clock,
@@ -129,8 +142,9 @@ class BinanceVenue:
             settings.api_secret,
             settings.recv_window_ms,
             settings.request_timeout_ms,
-            RateLimitTracker.spot_defaults() if spot else RateLimitTracker.futures_defaults(),
+            limits,
             CircuitBreaker(),
+            shared,
         )
 
     # ==== lifecycle ===============================================================================
@@ -140,7 +154,7 @@ class BinanceVenue:
             raise ConfigurationError("BinanceVenue needs venue.api_key and venue.api_secret (from env/.env)")
         self._buffer = []
         for market, rest in self.rest.items():
-            offset = await rest.sync_time()
+            offset = await with_retries(rest.sync_time, base_delay_s=READ_RETRY_DELAY_S)
             log.info("server clock offset measured", market=market.value, offset_ms=offset)
         for market in self.settings.markets:
             stream = self._make_stream(market)
@@ -155,7 +169,7 @@ class BinanceVenue:
                     f"user data stream did not connect within {self.settings.start_timeout_s} s: {down}"
                 )
             await asyncio.sleep(0.02)
-        await self._rebuild()
+        await with_retries(self._rebuild, base_delay_s=READ_RETRY_DELAY_S)
         buffered, self._buffer = self._buffer, None
         for market, data, ts_init in buffered:
             self.dispatcher.on_frame(market, data, ts_init)
@@ -330,16 +344,18 @@ class BinanceVenue:
         open_orders: list[OrderSnapshot] = []
         balances: list[Balance] = []
         positions: list[PositionSnapshot] = []
+        delay = READ_RETRY_DELAY_S  # reads: a 429 or a 5xx on the way is waited out, not fatal
         for market, rest in self.rest.items():
-            for answer in await rest.open_orders():
+            for answer in await with_retries(rest.open_orders, base_delay_s=delay):
                 self.recovery.apply_answer(answer)
                 open_orders.append(exchange_view(answer))
-            balances.extend(await rest.balances())
+            balances.extend(await with_retries(rest.balances, base_delay_s=delay))
             if market is Market.FUTURES:
-                positions.extend(await rest.positions(self.leverage, self.margin_types))
+                read = functools.partial(rest.positions, self.leverage, self.margin_types)
+                positions.extend(await with_retries(read, base_delay_s=delay))
         queried: list[OrderSnapshot] = []
         for key in orders:
-            found = await self.recovery.query_any(key)
+            found = await with_retries(functools.partial(self.recovery.query_any, key), base_delay_s=delay)
             if found is not None:
                 self.recovery.apply_answer(found)
                 queried.append(exchange_view(found))

@@ -1,0 +1,156 @@
+"""Request-weight and order-count budgets shared through Redis by every process using one API key
+(R-EX-4, R-DP-2 service mode).
+
+Binance counts weight per IP and orders per account, across all our processes; each process's own
+`RateLimitTracker` only sees its share. With `venue.shared_budget_redis_url` set, every request first
+reserves its cost in Redis: one Lua script checks every window (weight per minute, orders per 10 s /
+minute / day) against `safety` × its limit and, only if all have room, adds the cost to all of them —
+atomically, so two processes racing for the last unit cannot both get it. A request without room waits
+for the end of the full window and tries again. Response headers raise the shared count to what the
+exchange reports (a higher figure wins, as in the local tracker); a 429 / 418 blocks every process
+until its Retry-After. Windows are keyed by their start on the clock (Binance aligns them so), and
+expire on their own.
+
+When Redis cannot be reached the request is not sent (`TemporaryError`): going on alone could take the
+processes together past the budget, which is what this exists to prevent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from kestrel.binance.http.ratelimit import RateLimitTracker, Window
+from kestrel.core.errors import RateLimited, TemporaryError
+from kestrel.core.logs import get_logger
+
+log = get_logger(__name__)
+
+NANOS_PER_MILLI = 1_000_000
+
+# KEYS: block key, ban key, then one key per window. ARGV: now_ms, then (cost, cap, ttl_ms) per window.
+# Returns 0 when reserved; -1 banned, -2 blocked (429); k > 0 = the k-th window is full.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > now then return -1 end
+if tonumber(redis.call('GET', KEYS[1]) or '0') > now then return -2 end
+for i = 3, #KEYS do
+  local base = 2 + (i - 3) * 3
+  local cost = tonumber(ARGV[base])
+  if cost > 0 and tonumber(redis.call('GET', KEYS[i]) or '0') + cost > tonumber(ARGV[base + 1]) then
+    return i - 2
+  end
+end
+for i = 3, #KEYS do
+  local base = 2 + (i - 3) * 3
+  local cost = tonumber(ARGV[base])
+  if cost > 0 then
+    redis.call('INCRBY', KEYS[i], cost)
+    redis.call('PEXPIRE', KEYS[i], ARGV[base + 2])
+  end
+end
+return 0
+"""
+
+# KEYS[1]: a counter or deadline; ARGV: value, ttl_ms. Keeps the larger of the stored and the new value.
+_RAISE_TO = """
+local value = tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') < value then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""
+
+
+def budget_namespace(api_key: str, scope: str) -> str:
+    """Redis key prefix of one API key's budget on one market (the key itself is never stored)."""
+    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"kestrel:budget:{digest}:{scope}"
+
+
+class SharedBudget:
+    """The Redis side of a `RateLimitTracker`'s windows (same limits, same safety)."""
+
+    def __init__(self, redis_url: str, namespace: str, tracker: RateLimitTracker) -> None:
+        self.redis_url = redis_url
+        self.namespace = namespace
+        self.tracker = tracker
+        self._redis: aioredis.Redis | None = None
+        self._reserve: Any = None
+        self._raise_to: Any = None
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.redis_url)
+            self._reserve = self._redis.register_script(_RESERVE)
+            self._raise_to = self._redis.register_script(_RAISE_TO)
+        return self._redis
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def _key(self, window: Window, now_ns: int) -> str:
+        start_ns = now_ns - now_ns % window.interval_ns
+        return f"{self.namespace}:{window.kind}:{window.interval_ns // NANOS_PER_MILLI}:{start_ns // NANOS_PER_MILLI}"
+
+    async def reserve(self, weight: int, orders: int, now_ns: int) -> int:
+        """Reserve a request's cost in every window; 0 when reserved, else the ns to wait before trying
+        again. Raises `RateLimited` while banned, `TemporaryError` when Redis is unreachable."""
+        windows = list(self.tracker.windows.values())
+        keys = [f"{self.namespace}:blocked", f"{self.namespace}:banned"]
+        arguments: list[int] = [now_ns // NANOS_PER_MILLI]
+        for window in windows:
+            keys.append(self._key(window, now_ns))
+            ttl_ms = 2 * window.interval_ns // NANOS_PER_MILLI
+            arguments += [weight if window.kind == "weight" else orders, self.tracker.cap(window), ttl_ms]
+        try:
+            client = self._client()
+            answer = int(await self._reserve(keys=keys, args=arguments, client=client))
+            if answer >= 0:
+                if answer == 0:
+                    return 0
+                full = windows[answer - 1]
+                return full.interval_ns - now_ns % full.interval_ns
+            until_ms = int(await client.get(keys[1 if answer == -1 else 0]) or 0)
+        except RedisError as error:
+            raise TemporaryError(f"shared rate-limit budget unavailable (Redis): {error}") from error
+        wait_ns = max(until_ms * NANOS_PER_MILLI - now_ns, NANOS_PER_MILLI)
+        if answer == -1:
+            raise RateLimited("IP banned by the exchange (HTTP 418)", wait_ns // NANOS_PER_MILLI, True)
+        return wait_ns
+
+    async def observe_headers(self, headers: Mapping[str, str], now_ns: int) -> None:
+        """Raise the shared counts to what the exchange reported."""
+        for name, value in headers.items():
+            window = self.tracker.header_window(name)
+            if window is None or not value.isdigit():
+                continue
+            ttl_ms = 2 * window.interval_ns // NANOS_PER_MILLI
+            await self._raise(self._key(window, now_ns), int(value), ttl_ms)
+
+    async def observe_rejection(self, banned: bool, until_ns: int, now_ns: int) -> None:
+        """A 429 (every process waits) or a 418 (every process stops) until `until_ns`."""
+        key = f"{self.namespace}:{'banned' if banned else 'blocked'}"
+        await self._raise(key, until_ns // NANOS_PER_MILLI, max(1, (until_ns - now_ns) // NANOS_PER_MILLI) + 1000)
+
+    async def _raise(self, key: str, value: int, ttl_ms: int) -> None:
+        try:
+            client = self._client()
+            await self._raise_to(keys=[key], args=[value, ttl_ms], client=client)
+        except RedisError as error:  # only a figure lost: the next reservation fails loudly if Redis is down
+            log.warning("shared budget update failed", key=key, error=str(error))
+
+    async def used(self, now_ns: int) -> dict[str, int]:
+        """{"weight/60s": used, ...} in the current windows, as Redis holds them (metrics, tests)."""
+        client = self._client()
+        result = {}
+        for window in self.tracker.windows.values():
+            value = await client.get(self._key(window, now_ns))
+            result[f"{window.kind}/{window.interval_ns // 1_000_000_000}s"] = int(value or 0)
+        return result

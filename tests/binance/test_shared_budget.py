@@ -1,0 +1,99 @@
+"""The request-weight / order-count budget shared through Redis (R-EX-4): two clients on one API key
+never together pass it; without Redis each client only knows its own share."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from kestrel.binance.http.ratelimit import RateLimitTracker
+from kestrel.binance.http.shared_budget import SharedBudget, budget_namespace
+from kestrel.binance.venue import BinanceVenue
+from kestrel.core.clock import LiveClock
+from kestrel.core.enums import Market
+from kestrel.core.errors import RateLimited, TemporaryError
+from kestrel.sim import ProtocolLimits
+from tests.binance.venue_sim_helpers import KEY, trading_sim, venue_settings
+
+FUT = Market.FUTURES
+NANOS_PER_SECOND = 1_000_000_000
+
+
+def weight_only(limit: int) -> RateLimitTracker:
+    return RateLimitTracker.from_exchange_info(
+        [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit}]
+    )
+
+
+async def test_two_budgets_racing_for_the_last_units_never_pass_the_cap(redis_url: str) -> None:
+    namespace = budget_namespace(KEY, "futures")
+    first, second = (SharedBudget(redis_url, namespace, weight_only(100)) for _ in range(2))
+    now = LiveClock().timestamp_ns()
+    now -= now % (60 * NANOS_PER_SECOND) - NANOS_PER_SECOND  # one second into a minute: no roll below
+    try:
+        answers = await asyncio.gather(*(budget.reserve(1, 0, now) for budget in (first, second) * 60))
+        assert answers.count(0) == 90  # 0.9 × 100, split between the two however the race went
+        assert all(wait == 59 * NANOS_PER_SECOND for wait in answers if wait)  # the rest wait for the next minute
+        assert (await first.used(now))["weight/60s"] == 90
+        # the exchange reports more than we counted (someone else on this IP): everyone believes it
+        later = now + NANOS_PER_SECOND
+        await first.observe_headers({"X-MBX-USED-WEIGHT-1M": "95", "Content-Type": "x"}, later)
+        assert (await second.used(later))["weight/60s"] == 95
+        # a 429 seen by one blocks the other until Retry-After; a 418 stops it
+        await first.observe_rejection(False, later + 2 * NANOS_PER_SECOND, later)
+        assert await second.reserve(0, 0, later) >= NANOS_PER_SECOND
+        await first.observe_rejection(True, later + 5 * NANOS_PER_SECOND, later)
+        with pytest.raises(RateLimited) as banned:
+            await second.reserve(0, 0, later)
+        assert banned.value.banned
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_an_unreachable_redis_refuses_the_request() -> None:
+    budget = SharedBudget("redis://127.0.0.1:1/0", "kestrel:budget:test", weight_only(100))
+    try:
+        with pytest.raises(TemporaryError, match="shared rate-limit budget unavailable"):
+            await budget.reserve(1, 0, LiveClock().timestamp_ns())
+    finally:
+        await budget.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "in-process"])
+async def test_two_venues_on_one_key_share_the_weight_budget(shared_data: Path, redis_url: str, shared: bool) -> None:
+    limit = 400
+    clock = LiveClock()
+    seconds_into_minute = (clock.timestamp_ns() // NANOS_PER_SECOND) % 60
+    if seconds_into_minute > 45:  # the whole test inside one minute window of the clients and the simulator
+        await asyncio.sleep(61 - seconds_into_minute)
+    limits = ProtocolLimits(weight_per_minute_futures=limit, requests_over_limit_before_ban=1000)
+    async with trading_sim(shared_data, markets=(FUT,), limits=limits) as sim:
+        changes = {"futures_weight_per_minute": limit, "shared_budget_redis_url": redis_url if shared else None}
+        venues = [BinanceVenue(venue_settings(sim, (FUT,), **changes), clock) for _ in range(2)]  # type: ignore[arg-type]
+        for venue in venues:
+            await venue.start()
+        try:
+            # each hammers the simulator with as much as the whole budget (openOrders + openAlgoOrders: 2 each)
+            burst = [asyncio.create_task(v.rest[FUT].open_orders("BTCUSDT")) for v in venues for _ in range(limit // 2)]
+            await asyncio.sleep(2.0)
+            pending = [task for task in burst if not task.done()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*burst, return_exceptions=True)
+            stats = sim.stats()["rest"]
+            if shared:
+                assert pending, "requests past the shared budget must wait for the next window"
+                assert sim.state.weights[FUT].used <= limit * 0.9
+                assert stats["rate_limited_429"] == 0 and stats["banned_418"] == 0
+                assert venues[0].http[FUT].shared is not None
+                counted = await venues[0].http[FUT].shared.used(clock.timestamp_ns())
+                assert counted["weight/60s"] >= sim.state.weights[FUT].used  # Redis saw every request
+            else:  # each alone keeps to its own 90 %: together they go over and the exchange refuses
+                assert stats["rate_limited_429"] > 0
+        finally:
+            for venue in venues:
+                await venue.stop(timeout_s=1.0)
