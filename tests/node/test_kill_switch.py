@@ -17,7 +17,7 @@ from kestrel.core.enums import OrderType, Side, TimeInForce
 from kestrel.core.venue import BookView, ExecutionType, OrderRequest, OrderUpdate
 from kestrel.node import TradingNode, VenueKind
 from kestrel.node.kernel import PAPER_ACCOUNT
-from kestrel.sim import MarketSimulator
+from kestrel.sim import FaultPlan, MarketSimulator
 from kestrel.sim.trading.options import SimAccount, TradingOptions
 from kestrel.storage.ledger import Ledger
 from kestrel.strategy.base import Strategy
@@ -115,11 +115,13 @@ def binance_side(sim: MarketSimulator) -> ExchangeSide:
     return ExchangeSide(sim.trading.engine, sim.trading.account_id(KEY))
 
 
-async def kill_and_check(node: TradingNode, strategy: HoldAndRest, exchange: ExchangeSide,
-                         reason: str | None) -> int:  # fmt: skip
+async def kill_and_check(node: TradingNode, strategy: HoldAndRest, exchange: ExchangeSide, reason: str | None,
+                         before_kill: Callable[[], None] | None = None) -> int:  # fmt: skip
     """Engage the kill switch by hand (`reason`) or wait for it to trip; returns the ns it took to be flat."""
     await wait_for(lambda: exchange.position() > 0 and exchange.open_orders() >= 3, 30, "position and resting orders")
     assert node.venue is not None
+    if before_kill is not None:
+        before_kill()
     if reason is not None:
         node.kill(reason)
     else:
@@ -152,11 +154,27 @@ def assert_audited(tmp_path: Path, reason_start: str) -> None:
     assert reasons and reasons[0].startswith(reason_start), reasons
 
 
-async def test_manual_kill_on_the_binance_node_is_flat_within_5_s(shared_data: Path, tmp_path: Path) -> None:
+# faults switched on just before the kill: its cancels and closes meet them
+KILL_FAULTS = {
+    "no-fault": FaultPlan(),
+    "orders-5xx-unplaced": FaultPlan(order_5xx_unplaced_rate=0.5),
+    "orders-5xx-placed": FaultPlan(order_5xx_placed_rate=0.5),
+    "rest-5xx": FaultPlan(rest_5xx_rate=0.3),
+    "rest-429": FaultPlan(rest_429_rate=0.2, retry_after_s=1),
+}
+
+
+@pytest.mark.parametrize("fault", list(KILL_FAULTS))
+async def test_manual_kill_on_the_binance_node_is_flat_within_5_s(
+    shared_data: Path, tmp_path: Path, fault: str
+) -> None:
     async with trading_simulator(simulator_options(shared_data)) as sim:
         strategy = HoldAndRest(Decimal(300))
-        node = TradingNode(node_config(sim, tmp_path), strategy, mode="paper", venue_kind=VenueKind.BINANCE)
-        took = await run_until_killed(node, kill_and_check(node, strategy, binance_side(sim), "manual: operator"))
+        venue = {"recv_window_ms": 1000, "request_timeout_ms": 1000}
+        node = TradingNode(node_config(sim, tmp_path, venue), strategy, mode="paper", venue_kind=VenueKind.BINANCE)
+        check = kill_and_check(node, strategy, binance_side(sim), "manual: operator",
+                               before_kill=lambda: sim.set_faults(KILL_FAULTS[fault]))  # fmt: skip
+        took = await run_until_killed(node, check)
     assert took <= FIVE_SECONDS_NS, f"flat after {took / 1e9:.2f} s"
     assert_audited(tmp_path, "manual: operator")
 

@@ -186,8 +186,7 @@ class BinanceVenue:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        with contextlib.suppress(TimeoutError):
-            await self.drain(timeout_s)
+        await self.drain(timeout_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -207,14 +206,19 @@ class BinanceVenue:
         """Commands and background tasks (resolutions, fill reads, polls) still running."""
         return sum(not task.done() for task in self._tasks)
 
-    async def drain(self, timeout_s: float | None = None) -> None:
-        """Wait until every command sent so far has its answer (tests, orderly shutdown)."""
-
-        async def wait_all() -> None:
-            while pending := [t for t in self._tasks if not t.done()]:
-                await asyncio.gather(*pending, return_exceptions=True)
-
-        await asyncio.wait_for(wait_all(), timeout_s)
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every command sent so far has its answer (tests, orderly shutdown); False when
+        some are still running after `timeout_s`. Never cancels them: an order whose outcome is still
+        being resolved must go on being resolved (or be left to `stop`, and to the reconciler)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while pending := [t for t in self._tasks if not t.done()]:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                log.warning("venue commands still running", pending=len(pending), waited_s=timeout_s)
+                return False
+            await asyncio.wait(pending, timeout=remaining)
+        return True
 
     def _make_stream(self, market: Market) -> UserStream:
         settings = self.settings

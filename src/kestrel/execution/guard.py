@@ -204,7 +204,10 @@ class GuardedVenue:
             return False
         client_id, sent_at = pending
         snapshot = self.inner.order(market, symbol, client_id)
-        if snapshot is None:  # not acknowledged yet; a close that vanished is sent again after a while
+        if snapshot is None or snapshot.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
+            # not answered, or its outcome unknown (being resolved by query, which may take the
+            # exchange's whole recvWindow): another close is safe — reduce-only cannot add exposure,
+            # the exchange refuses whatever would take the position past zero
             return now - sent_at < KILL_RESEND_NS
         return not snapshot.status.is_terminal
 
