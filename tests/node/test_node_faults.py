@@ -95,3 +95,4 @@ async def test_node_keeps_track_of_every_order_under_faults(shared_data: Path, t
     # the weight budget, as the simulator counted it: never a request over it
     assert weight.peak <= WEIGHT_BUDGET
     assert stat(stats, "rest", "rate_limited_429") == 0 and stat(stats, "rest", "banned_418") == 0
+    assert stat(stats, "trading", "order_rate_limited_429") == 0  # nor over the order-count budget

@@ -56,11 +56,13 @@ end
 return 0
 """
 
-# KEYS[1]: a counter or deadline; ARGV: value, ttl_ms. Keeps the larger of the stored and the new value.
+# KEYS: counters or deadlines; ARGV: a value and a ttl_ms per key. Keeps the larger of stored and new.
 _RAISE_TO = """
-local value = tonumber(ARGV[1])
-if tonumber(redis.call('GET', KEYS[1]) or '0') < value then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 1, #KEYS do
+  local value = tonumber(ARGV[2 * i - 1])
+  if tonumber(redis.call('GET', KEYS[i]) or '0') < value then
+    redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+  end
 end
 return 0
 """
@@ -126,25 +128,29 @@ class SharedBudget:
         return wait_ns
 
     async def observe_headers(self, headers: Mapping[str, str], now_ns: int) -> None:
-        """Raise the shared counts to what the exchange reported."""
+        """Raise the shared counts to what the exchange reported (one round trip for all windows)."""
+        keys: list[str] = []
+        arguments: list[int] = []
         for name, value in headers.items():
             window = self.tracker.header_window(name)
             if window is None or not value.isdigit():
                 continue
-            ttl_ms = 2 * window.interval_ns // NANOS_PER_MILLI
-            await self._raise(self._key(window, now_ns), int(value), ttl_ms)
+            keys.append(self._key(window, now_ns))
+            arguments += [int(value), 2 * window.interval_ns // NANOS_PER_MILLI]
+        if keys:
+            await self._raise(keys, arguments)
 
     async def observe_rejection(self, banned: bool, until_ns: int, now_ns: int) -> None:
         """A 429 (every process waits) or a 418 (every process stops) until `until_ns`."""
         key = f"{self.namespace}:{'banned' if banned else 'blocked'}"
-        await self._raise(key, until_ns // NANOS_PER_MILLI, max(1, (until_ns - now_ns) // NANOS_PER_MILLI) + 1000)
+        await self._raise([key], [until_ns // NANOS_PER_MILLI, max(1, (until_ns - now_ns) // NANOS_PER_MILLI) + 1000])
 
-    async def _raise(self, key: str, value: int, ttl_ms: int) -> None:
+    async def _raise(self, keys: list[str], arguments: list[int]) -> None:
         try:
             client = self._client()
-            await self._raise_to(keys=[key], args=[value, ttl_ms], client=client)
+            await self._raise_to(keys=keys, args=arguments, client=client)
         except RedisError as error:  # only a figure lost: the next reservation fails loudly if Redis is down
-            log.warning("shared budget update failed", key=key, error=str(error))
+            log.warning("shared budget update failed", keys=keys, error=str(error))
 
     async def used(self, now_ns: int) -> dict[str, int]:
         """{"weight/60s": used, ...} in the current windows, as Redis holds them (metrics, tests)."""
