@@ -111,7 +111,7 @@ async def trading_simulator(options: SimulatorOptions) -> AsyncIterator[MarketSi
 
 
 def node_config(sim: MarketSimulator, tmp_path: Path, venue: dict[str, Any] | None = None,
-                risk: dict[str, Any] | None = None) -> KestrelConfig:  # fmt: skip
+                risk: dict[str, Any] | None = None, **sections: Any) -> KestrelConfig:  # fmt: skip
     return load_config(
         None,
         overrides={
@@ -120,6 +120,7 @@ def node_config(sim: MarketSimulator, tmp_path: Path, venue: dict[str, Any] | No
             "data": {"ingest": {"markets": ["futures"], "symbols": [SYMBOL], "streams": ["depth@100ms", "aggTrade"]}},
             "storage": {"ledger_url": f"sqlite:///{tmp_path / 'ledger.sqlite'}", "data_dir": str(tmp_path)},
             "risk": risk or {},
+            **sections,
         },
         env_file=None,
     )  # fmt: skip

@@ -179,26 +179,52 @@ async def test_manual_kill_on_the_binance_node_is_flat_within_5_s(
     assert_audited(tmp_path, "manual: operator")
 
 
+# a small account holding five times its equity: the taker fee and half the spread cost ~0.3 %, a few
+# ticks against the position take it past the 0.5 % limit (the day's start is the peak until a new one)
+SMALL_ACCOUNT_USDT = Decimal(500)
+DRAWDOWN_RISK = {"kill_switch_drawdown_pct": 0.5, "daily_drawdown_stop_pct": 0.5, "leverage": 20}
+
+
+def assert_killed_by_the_market(node: TradingNode, strategy: HoldAndRest, took: int, tmp_path: Path) -> None:
+    assert took <= FIVE_SECONDS_NS, f"flat after {took / 1e9:.2f} s"
+    assert node.venue is not None and node.venue.killed_at_ns is not None
+    assert node.venue.kill_reason is not None and node.venue.kill_reason.startswith("automatic: drawdown")
+    assert node.risk is not None and node.risk.daily_stop_engaged
+    assert strategy.entry_price is not None
+    assert strategy.mid_before(node.venue.killed_at_ns) < strategy.entry_price  # the market moved against us
+    assert_audited(tmp_path, "automatic: drawdown")
+
+
 @pytest.mark.slow
 async def test_drawdown_from_a_price_move_kills_the_binance_node_flat_within_5_s(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    # a small account holding five times its equity: the taker fee and half the spread cost ~0.3 %,
-    # a few ticks against the position take it past the 0.5 % limit
-    account = SimAccount(name="node", api_key=KEY, api_secret=SECRET, futures={"USDT": Decimal(500)})
+    account = SimAccount(name="node", api_key=KEY, api_secret=SECRET, futures={"USDT": SMALL_ACCOUNT_USDT})
     options = simulator_options(shared_data).model_copy(update={"trading": TradingOptions(accounts=[account])})
-    risk = {"kill_switch_drawdown_pct": 0.5, "daily_drawdown_stop_pct": 0.5, "leverage": 20}
     async with trading_simulator(options) as sim:
         strategy = HoldAndRest(Decimal(2500), resting_notional=Decimal(120))
-        node = TradingNode(node_config(sim, tmp_path, risk=risk), strategy, mode="paper",
+        node = TradingNode(node_config(sim, tmp_path, risk=DRAWDOWN_RISK), strategy, mode="paper",
                            venue_kind=VenueKind.BINANCE)  # fmt: skip
         took = await run_until_killed(node, kill_and_check(node, strategy, binance_side(sim), None))
-    assert took <= FIVE_SECONDS_NS, f"flat after {took / 1e9:.2f} s"
-    assert node.venue is not None and node.venue.killed_at_ns is not None
-    assert node.venue.kill_reason is not None and node.venue.kill_reason.startswith("automatic: drawdown")
-    assert strategy.entry_price is not None
-    assert strategy.mid_before(node.venue.killed_at_ns) < strategy.entry_price  # the market moved against us
-    assert_audited(tmp_path, "automatic: drawdown")
+    assert_killed_by_the_market(node, strategy, took, tmp_path)
+
+
+@pytest.mark.slow
+async def test_drawdown_from_a_price_move_kills_the_simulated_venue_node_flat_within_5_s(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    async with trading_simulator(simulator_options(shared_data)) as sim:
+        strategy = HoldAndRest(Decimal(2500), resting_notional=Decimal(120))
+        backtest = {"spot_balances": {}, "futures_balances": {"USDT": str(SMALL_ACCOUNT_USDT)}}
+        config = node_config(sim, tmp_path, risk=DRAWDOWN_RISK, backtest=backtest)
+        node = TradingNode(config, strategy, mode="paper", venue_kind=VenueKind.SIMULATED)
+
+        async def check() -> int:
+            await wait_for(lambda: node.engine is not None, 30, "the node's engine")
+            return await kill_and_check(node, strategy, ExchangeSide(node.engine, PAPER_ACCOUNT), None)
+
+        took = await run_until_killed(node, check())
+    assert_killed_by_the_market(node, strategy, took, tmp_path)
 
 
 async def test_manual_kill_on_the_simulated_venue_node_is_flat_within_5_s(shared_data: Path, tmp_path: Path) -> None:
