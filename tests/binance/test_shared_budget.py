@@ -4,6 +4,8 @@ never together pass it; without Redis each client only knows its own share."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from kestrel.core.clock import LiveClock
 from kestrel.core.enums import Market
 from kestrel.core.errors import RateLimited, TemporaryError
 from kestrel.sim import ProtocolLimits
+from tests.binance.budget_worker import hammer
 from tests.binance.venue_sim_helpers import KEY, trading_sim, venue_settings
 
 FUT = Market.FUTURES
@@ -87,6 +90,8 @@ async def test_two_venues_on_one_key_share_the_weight_budget(shared_data: Path, 
             stats = sim.stats()["rest"]
             if shared:
                 assert pending, "requests past the shared budget must wait for the next window"
+                refused = [t.exception() for t in burst if t not in pending and t.exception() is not None]
+                assert refused == []
                 assert sim.state.weights[FUT].used <= limit * 0.9
                 assert stats["rate_limited_429"] == 0 and stats["banned_418"] == 0
                 assert venues[0].http[FUT].shared is not None
@@ -97,3 +102,29 @@ async def test_two_venues_on_one_key_share_the_weight_budget(shared_data: Path, 
         finally:
             for venue in venues:
                 await venue.stop(timeout_s=1.0)
+
+
+@pytest.mark.slow
+async def test_two_processes_on_one_key_never_together_pass_the_budget(shared_data: Path, redis_url: str) -> None:
+    limit = 300
+    seconds_into_minute = (LiveClock().timestamp_ns() // NANOS_PER_SECOND) % 60
+    if seconds_into_minute > 45:  # both bursts inside one minute window of the clients
+        await asyncio.sleep(61 - seconds_into_minute)
+    limits = ProtocolLimits(weight_per_minute_futures=limit, requests_over_limit_before_ban=1000)
+    async with trading_sim(shared_data, markets=(FUT,), limits=limits) as sim:
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.binance.budget_worker", sim.rest_url, redis_url, str(limit), "4",
+            stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+        here = await hammer(sim.rest_url, redis_url, limit, 4.0)
+        output, _ = await asyncio.wait_for(worker.communicate(), 60)
+        assert worker.returncode == 0
+        there = json.loads(output.decode().strip().splitlines()[-1])
+        stats = sim.stats()["rest"]
+        used = sim.state.weights[FUT].used
+    # each process alone would have taken 90 % of the budget; together they took at most that
+    assert 2 * (here["answered"] + there["answered"]) <= int(limit * 0.9)
+    assert here["waiting"] > 0 and there["waiting"] > 0, (here, there)
+    assert here["refused"] == there["refused"] == 0
+    assert used <= limit * 0.9
+    assert stats["rate_limited_429"] == 0 and stats["banned_418"] == 0

@@ -31,6 +31,8 @@ from kestrel.core.logs import get_logger
 log = get_logger(__name__)
 
 NANOS_PER_MILLI = 1_000_000
+REDIS_CONNECTIONS = 8  # per client; each script call holds one for well under a millisecond
+REDIS_WAIT_S = 10.0  # longest wait for a free connection before the request is refused
 
 # KEYS: block key, ban key, then one key per window. ARGV: now_ms, then (cost, cap, ttl_ms) per window.
 # Returns 0 when reserved; -1 banned, -2 blocked (429); k > 0 = the k-th window is full.
@@ -87,7 +89,12 @@ class SharedBudget:
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.redis_url)
+            # a bounded pool that waits for a free connection: a burst of requests queues here
+            # instead of failing with "Too many connections"
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_S
+            )
+            self._redis = aioredis.Redis.from_pool(pool)
             self._reserve = self._redis.register_script(_RESERVE)
             self._raise_to = self._redis.register_script(_RAISE_TO)
         return self._redis
