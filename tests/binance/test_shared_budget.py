@@ -13,9 +13,11 @@ import pytest
 from kestrel.binance.http.ratelimit import RateLimitTracker
 from kestrel.binance.http.shared_budget import SharedBudget, budget_namespace
 from kestrel.binance.venue import BinanceVenue
+from kestrel.binance.venue_settings import BinanceVenueSettings
+from kestrel.config.loading import load_config
 from kestrel.core.clock import LiveClock
 from kestrel.core.enums import Market
-from kestrel.core.errors import RateLimited, TemporaryError
+from kestrel.core.errors import ConfigurationError, RateLimited, TemporaryError
 from kestrel.sim import ProtocolLimits
 from tests.binance.budget_worker import hammer
 from tests.binance.venue_sim_helpers import KEY, trading_sim, venue_settings
@@ -128,3 +130,18 @@ async def test_two_processes_on_one_key_never_together_pass_the_budget(shared_da
     assert here["refused"] == there["refused"] == 0
     assert used <= limit * 0.9
     assert stats["rate_limited_429"] == 0 and stats["banned_418"] == 0
+
+
+def test_a_shared_budget_url_that_is_not_redis_is_refused_at_configuration() -> None:
+    with pytest.raises(ConfigurationError, match="shared_budget_redis_url"):
+        load_config(
+            None,
+            overrides={"environment": "dev", "venue": {"shared_budget_redis_url": "http://127.0.0.1:6379"}},
+            env_file=None,
+        )
+    with pytest.raises(ConfigurationError, match="redis://"):
+        SharedBudget("127.0.0.1:6379", "kestrel:budget:test", weight_only(100))
+    config = load_config(None, overrides={"environment": "dev", "venue": {"shared_budget_redis_url": "redis://127.0.0.1:6379/0"}},
+                         env_file=None)  # fmt: skip
+    settings = BinanceVenueSettings.from_config(config.venue, markets=(FUT,))
+    assert settings.shared_budget_redis_url == "redis://127.0.0.1:6379/0"

@@ -430,8 +430,29 @@ class BinanceVenue:
             else:
                 self.view.reject(key, code, str(error), now, now)
             return
-        for answer in rest.parse_answer(wire.endpoint, body):
+        except Exception as error:  # a bug, or an answer we cannot read: the order may exist
+            await self._lost_answer(key, duplicate, error)
+            return
+        try:
+            answers = rest.parse_answer(wire.endpoint, body)
+        except Exception as error:
+            await self._lost_answer(key, duplicate, error)
+            return
+        for answer in answers:
             self.recovery.apply_answer(answer)
+
+    async def _lost_answer(self, key: OrderKey, duplicate: bool, error: Exception) -> None:
+        """A submission failed in a way no rule covers: never leave the order in limbo — its outcome is
+        unknown, so it is resolved by query like a 5xx (found ⇒ its state; not found ⇒ never placed)."""
+        self.counters.task_errors.append(f"{error.__class__.__name__}: {error}")
+        log.error("order submission failed unexpectedly; resolving by query", key=key, error=repr(error))
+        if duplicate:  # the order the client id names is tracked already; only this request failed
+            now = self.now_ns()
+            self.view.refuse(key, None, f"request failed: {error}", now, now)
+            return
+        self.counters.unknown_outcomes += 1
+        self.view.mark_unknown(key, self.now_ns())
+        await self.recovery.resolve_unknown(key)
 
     async def _submit_oco(self, key: OrderKey, request: OcoRequest) -> None:
         rest = self.rest[Market.SPOT]

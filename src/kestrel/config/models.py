@@ -96,6 +96,13 @@ class VenueConfig(Section):
         "counts are kept there so together they stay within the budget; None = this process only",
     )
 
+    @field_validator("shared_budget_redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
 
 # ---- data ----------------------------------------------------------------------------------------
 class IngestConfig(Section):

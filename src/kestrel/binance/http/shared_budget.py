@@ -25,12 +25,13 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from kestrel.binance.http.ratelimit import RateLimitTracker, Window
-from kestrel.core.errors import RateLimited, TemporaryError
+from kestrel.core.errors import ConfigurationError, RateLimited, TemporaryError
 from kestrel.core.logs import get_logger
 
 log = get_logger(__name__)
 
 NANOS_PER_MILLI = 1_000_000
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 REDIS_CONNECTIONS = 8  # per client; each script call holds one for well under a millisecond
 REDIS_WAIT_S = 10.0  # longest wait for a free connection before the request is refused
 
@@ -80,6 +81,8 @@ class SharedBudget:
     """The Redis side of a `RateLimitTracker`'s windows (same limits, same safety)."""
 
     def __init__(self, redis_url: str, namespace: str, tracker: RateLimitTracker) -> None:
+        if not redis_url.startswith(REDIS_SCHEMES):
+            raise ConfigurationError("venue.shared_budget_redis_url must be a redis://, rediss:// or unix:// URL")
         self.redis_url = redis_url
         self.namespace = namespace
         self.tracker = tracker
