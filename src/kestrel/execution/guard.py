@@ -97,6 +97,7 @@ class GuardedVenue:
         self.killed_at_ns: int | None = None
         self._kill_cancels: dict[str, int] = {}  # client id → when the kill switch last cancelled it
         self._kill_closes: dict[tuple[Market, str], tuple[ClientOrderId, int]] = {}  # its closing orders
+        self._last_marks: dict[tuple[Market, str], Decimal] = {}
         inner.set_event_handler(self._on_event)
         if risk is not None and mark_of is not None:
             now = clock.timestamp_ns()
@@ -223,22 +224,31 @@ class GuardedVenue:
     # ---- automatic kill: equity marked to market ---------------------------------------------------
     def equity(self) -> Decimal | None:
         """Wallet balances (spot assets at their mark) plus every futures position at its mark; None
-        while a position has no mark yet."""
-        assert self.mark_of is not None
+        while a position has never had a mark. A mark that goes missing (a book resyncing) is replaced
+        by the last one seen: dropping the asset would look like a loss and trip the kill switch. A spot
+        asset never marked (no book for it) is left out, which can only make equity rise later."""
         total = ZERO
         for market in (Market.SPOT, Market.FUTURES):
             for balance in self.inner.balances(market):
                 if balance.asset in QUOTE_ASSETS:
                     total += balance.wallet
                 elif market is Market.SPOT and balance.wallet:
-                    mark = self.mark_of(market, f"{balance.asset}USDT")
+                    mark = self._mark(market, f"{balance.asset}USDT")
                     total += balance.wallet * mark if mark is not None else ZERO
         for position in self.inner.positions():
-            mark = self.mark_of(position.market, position.symbol)
+            mark = self._mark(position.market, position.symbol)
             if mark is None:
                 return None
             total += position.quantity * (mark - position.entry_price)
         return total
+
+    def _mark(self, market: Market, symbol: str) -> Decimal | None:
+        assert self.mark_of is not None
+        mark = self.mark_of(market, symbol)
+        if mark is not None:
+            self._last_marks[(market, symbol)] = mark
+            return mark
+        return self._last_marks.get((market, symbol))
 
     def _on_equity_check(self, event: TimeEvent) -> None:
         assert self.risk is not None
