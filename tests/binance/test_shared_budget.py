@@ -145,3 +145,22 @@ def test_a_shared_budget_url_that_is_not_redis_is_refused_at_configuration() -> 
                          env_file=None)  # fmt: skip
     settings = BinanceVenueSettings.from_config(config.venue, markets=(FUT,))
     assert settings.shared_budget_redis_url == "redis://127.0.0.1:6379/0"
+
+
+async def test_order_counts_are_shared_too(redis_url: str) -> None:
+    namespace = budget_namespace(KEY, "futures")
+    first, second = (SharedBudget(redis_url, namespace, RateLimitTracker.futures_defaults()) for _ in range(2))
+    now = LiveClock().timestamp_ns()
+    now -= now % (60 * NANOS_PER_SECOND) - NANOS_PER_SECOND
+    try:
+        # futures: 300 orders / 10 s (cap 270) and 1200 / minute; a new order costs no weight
+        answers = await asyncio.gather(*(budget.reserve(0, 1, now) for budget in (first, second) * 150))
+        assert answers.count(0) == 270
+        assert all(wait == 9 * NANOS_PER_SECOND for wait in answers if wait)  # the 10 s window's end
+        assert await first.used(now) == {"weight/60s": 0, "orders/60s": 270, "orders/10s": 270}
+        # the exchange's order count header raises the shared figure for both
+        await second.observe_headers({"X-MBX-ORDER-COUNT-1M": "400"}, now)
+        assert (await first.used(now))["orders/60s"] == 400
+    finally:
+        await first.close()
+        await second.close()

@@ -45,6 +45,21 @@ FAULTS: dict[str, tuple[FaultPlan, tuple[str, str]]] = {
     ),
     "listen-key-expiry": (FaultPlan(listen_key_expire_every_s=1.2), ("trading", "listen_keys_expired")),
     "ws-disconnects": (FaultPlan(disconnect_every_s=1.2), ("connections", "disconnects_injected")),
+    "all-at-once": (
+        FaultPlan(
+            order_5xx_placed_rate=0.1,
+            order_5xx_unplaced_rate=0.1,
+            order_timeout_rate=0.1,
+            order_timeout_stall_s=1.5,
+            rest_429_rate=0.03,
+            retry_after_s=1,
+            user_stream_silence_every_s=1.5,
+            user_stream_silence_s=0.6,
+            listen_key_expire_every_s=2.0,
+            disconnect_every_s=2.5,
+        ),
+        ("trading", "listen_keys_expired"),
+    ),
 }
 
 
