@@ -13,7 +13,7 @@ import sys
 
 from kestrel.binance.http.client import BinanceHttpClient
 from kestrel.binance.http.ratelimit import RateLimitTracker
-from kestrel.binance.http.shared_budget import SharedBudget, budget_namespace
+from kestrel.binance.http.shared_budget import SharedBudget, budget_scopes
 from kestrel.binance.venue_rest import MarketRest
 from kestrel.core.clock import LiveClock
 from kestrel.core.enums import Market
@@ -24,7 +24,7 @@ async def hammer(rest_url: str, redis_url: str | None, limit: int, seconds: floa
     """`limit // 2` openOrders reads (2 weight each: openOrders + openAlgoOrders) at once."""
     clock = LiveClock()
     tracker = RateLimitTracker.futures_defaults(limit)
-    shared = SharedBudget(redis_url, budget_namespace(KEY, "futures"), tracker) if redis_url else None
+    shared = SharedBudget(redis_url, budget_scopes(rest_url, KEY, "futures"), tracker) if redis_url else None
     http = BinanceHttpClient(rest_url, clock, KEY, SECRET, limits=tracker, shared=shared)
     rest = MarketRest(Market.FUTURES, http, clock)
     tasks = [asyncio.create_task(rest.open_orders("BTCUSDT")) for _ in range(limit // 2)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kestrel.binance.http.ratelimit import RateLimitTracker
-from kestrel.binance.http.shared_budget import SharedBudget, budget_namespace
+from kestrel.binance.http.shared_budget import SharedBudget, budget_scopes
 from kestrel.binance.venue import BinanceVenue
 from kestrel.binance.venue_settings import BinanceVenueSettings
 from kestrel.config.loading import load_config
@@ -33,7 +33,7 @@ def weight_only(limit: int) -> RateLimitTracker:
 
 
 async def test_two_budgets_racing_for_the_last_units_never_pass_the_cap(redis_url: str) -> None:
-    namespace = budget_namespace(KEY, "futures")
+    namespace = budget_scopes("http://127.0.0.1:1", KEY, "futures")
     first, second = (SharedBudget(redis_url, namespace, weight_only(100)) for _ in range(2))
     now = LiveClock().timestamp_ns()
     now -= now % (60 * NANOS_PER_SECOND) - NANOS_PER_SECOND  # one second into a minute: no roll below
@@ -59,7 +59,9 @@ async def test_two_budgets_racing_for_the_last_units_never_pass_the_cap(redis_ur
 
 
 async def test_an_unreachable_redis_refuses_the_request() -> None:
-    budget = SharedBudget("redis://127.0.0.1:1/0", "kestrel:budget:test", weight_only(100))
+    budget = SharedBudget(
+        "redis://127.0.0.1:1/0", budget_scopes("http://127.0.0.1:1", KEY, "futures"), weight_only(100)
+    )
     try:
         with pytest.raises(TemporaryError, match="shared rate-limit budget unavailable"):
             await budget.reserve(1, 0, LiveClock().timestamp_ns())
@@ -140,7 +142,7 @@ def test_a_shared_budget_url_that_is_not_redis_is_refused_at_configuration() -> 
             env_file=None,
         )
     with pytest.raises(ConfigurationError, match="redis://"):
-        SharedBudget("127.0.0.1:6379", "kestrel:budget:test", weight_only(100))
+        SharedBudget("127.0.0.1:6379", budget_scopes("http://127.0.0.1:1", KEY, "futures"), weight_only(100))
     config = load_config(None, overrides={"environment": "dev", "venue": {"shared_budget_redis_url": "redis://127.0.0.1:6379/0"}},
                          env_file=None)  # fmt: skip
     settings = BinanceVenueSettings.from_config(config.venue, markets=(FUT,))
@@ -148,7 +150,7 @@ def test_a_shared_budget_url_that_is_not_redis_is_refused_at_configuration() -> 
 
 
 async def test_order_counts_are_shared_too(redis_url: str) -> None:
-    namespace = budget_namespace(KEY, "futures")
+    namespace = budget_scopes("http://127.0.0.1:1", KEY, "futures")
     first, second = (SharedBudget(redis_url, namespace, RateLimitTracker.futures_defaults()) for _ in range(2))
     now = LiveClock().timestamp_ns()
     now -= now % (60 * NANOS_PER_SECOND) - NANOS_PER_SECOND
@@ -164,3 +166,11 @@ async def test_order_counts_are_shared_too(redis_url: str) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+def test_weight_is_shared_per_endpoint_and_order_counts_per_key() -> None:
+    first = budget_scopes("https://fapi.binance.com", "key-one", "futures")
+    second = budget_scopes("https://fapi.binance.com", "key-two", "futures")
+    assert first.weight == second.weight  # request weight is the IP's, whatever the key
+    assert first.orders != second.orders and "key-one" not in first.orders  # orders: the account's
+    assert budget_scopes("https://api.binance.com", "key-one", "spot").weight != first.weight

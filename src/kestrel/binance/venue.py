@@ -36,7 +36,7 @@ from typing import Any
 from kestrel.binance.http.breaker import CircuitBreaker
 from kestrel.binance.http.client import BinanceApiError, BinanceHttpClient, UnknownOutcome, with_retries
 from kestrel.binance.http.ratelimit import RateLimitTracker
-from kestrel.binance.http.shared_budget import SharedBudget, budget_namespace
+from kestrel.binance.http.shared_budget import SharedBudget, budget_scopes
 from kestrel.binance.order_view import OrderKey, OrderView, key_of
 from kestrel.binance.schemas import trading as wire_requests
 from kestrel.binance.schemas.trading import WireRequest, is_algo_order
@@ -132,11 +132,12 @@ class BinanceVenue:
             else RateLimitTracker.futures_defaults(settings.futures_weight_per_minute, safety)
         )
         shared = None
-        if settings.shared_budget_redis_url and settings.api_key:
-            namespace = budget_namespace(settings.api_key, market.value)
-            shared = SharedBudget(settings.shared_budget_redis_url, namespace, limits)
+        rest_url = settings.spot_rest_url if spot else settings.futures_rest_url
+        if settings.shared_budget_redis_url:
+            scopes = budget_scopes(rest_url, settings.api_key, market.value)
+            shared = SharedBudget(settings.shared_budget_redis_url, scopes, limits)
         return BinanceHttpClient(
-            settings.spot_rest_url if spot else settings.futures_rest_url,
+            rest_url,
             self.clock,
             settings.api_key,
             settings.api_secret,

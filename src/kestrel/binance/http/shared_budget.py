@@ -1,15 +1,16 @@
-"""Request-weight and order-count budgets shared through Redis by every process using one API key
-(R-EX-4, R-DP-2 service mode).
+"""Request-weight and order-count budgets shared through Redis by every process trading against one
+endpoint (R-EX-4, R-DP-2 service mode).
 
-Binance counts weight per IP and orders per account, across all our processes; each process's own
-`RateLimitTracker` only sees its share. With `venue.shared_budget_redis_url` set, every request first
-reserves its cost in Redis: one Lua script checks every window (weight per minute, orders per 10 s /
-minute / day) against `safety` × its limit and, only if all have room, adds the cost to all of them —
-atomically, so two processes racing for the last unit cannot both get it. A request without room waits
-for the end of the full window and tries again. Response headers raise the shared count to what the
-exchange reports (a higher figure wins, as in the local tracker); a 429 / 418 blocks every process
-until its Retry-After. Windows are keyed by their start on the clock (Binance aligns them so), and
-expire on their own.
+Binance counts request weight per IP and orders per account, across all our processes; each process's
+own `RateLimitTracker` only sees its share. With `venue.shared_budget_redis_url` set, every request
+first reserves its cost in Redis: one Lua script checks every window (weight per minute, orders per
+10 s / minute / day) against `safety` × its limit and, only if all have room, adds the cost to all of
+them — atomically, so two processes racing for the last unit cannot both get it. A request without
+room waits for the end of the full window and tries again. Weight windows are keyed by the endpoint
+(every key on this host shares them), order windows by a digest of the API key (`budget_scopes`).
+Response headers raise the shared counts to what the exchange reports (a higher figure wins, as in the
+local tracker); a 429 / 418 blocks every process until its Retry-After. Windows are keyed by their
+start on the clock (Binance aligns them so) and expire on their own.
 
 When Redis cannot be reached the request is not sent (`TemporaryError`): going on alone could take the
 processes together past the budget, which is what this exists to prevent.
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
@@ -71,20 +74,30 @@ return 0
 """
 
 
-def budget_namespace(api_key: str, scope: str) -> str:
-    """Redis key prefix of one API key's budget on one market (the key itself is never stored)."""
-    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
-    return f"kestrel:budget:{digest}:{scope}"
+@dataclass(frozen=True, slots=True)
+class BudgetScopes:
+    """Redis key prefixes: request weight is counted per IP (every key and the market-data client of
+    this host against this endpoint), order counts per account (API key; the key itself is never
+    stored, only a digest). 429 / 418 blocks follow the weight scope."""
+
+    weight: str
+    orders: str
+
+
+def budget_scopes(rest_url: str, api_key: str | None, market: str) -> BudgetScopes:
+    host = urlsplit(rest_url).netloc or rest_url
+    account = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+    return BudgetScopes(f"kestrel:budget:weight:{market}:{host}", f"kestrel:budget:orders:{market}:{account}")
 
 
 class SharedBudget:
     """The Redis side of a `RateLimitTracker`'s windows (same limits, same safety)."""
 
-    def __init__(self, redis_url: str, namespace: str, tracker: RateLimitTracker) -> None:
+    def __init__(self, redis_url: str, scopes: BudgetScopes, tracker: RateLimitTracker) -> None:
         if not redis_url.startswith(REDIS_SCHEMES):
             raise ConfigurationError("venue.shared_budget_redis_url must be a redis://, rediss:// or unix:// URL")
         self.redis_url = redis_url
-        self.namespace = namespace
+        self.scopes = scopes
         self.tracker = tracker
         self._redis: aioredis.Redis | None = None
         self._reserve: Any = None
@@ -109,13 +122,14 @@ class SharedBudget:
 
     def _key(self, window: Window, now_ns: int) -> str:
         start_ns = now_ns - now_ns % window.interval_ns
-        return f"{self.namespace}:{window.kind}:{window.interval_ns // NANOS_PER_MILLI}:{start_ns // NANOS_PER_MILLI}"
+        scope = self.scopes.weight if window.kind == "weight" else self.scopes.orders
+        return f"{scope}:{window.interval_ns // NANOS_PER_MILLI}:{start_ns // NANOS_PER_MILLI}"
 
     async def reserve(self, weight: int, orders: int, now_ns: int) -> int:
         """Reserve a request's cost in every window; 0 when reserved, else the ns to wait before trying
         again. Raises `RateLimited` while banned, `TemporaryError` when Redis is unreachable."""
         windows = list(self.tracker.windows.values())
-        keys = [f"{self.namespace}:blocked", f"{self.namespace}:banned"]
+        keys = [f"{self.scopes.weight}:blocked", f"{self.scopes.weight}:banned"]
         arguments: list[int] = [now_ns // NANOS_PER_MILLI]
         for window in windows:
             keys.append(self._key(window, now_ns))
@@ -152,7 +166,7 @@ class SharedBudget:
 
     async def observe_rejection(self, banned: bool, until_ns: int, now_ns: int) -> None:
         """A 429 (every process waits) or a 418 (every process stops) until `until_ns`."""
-        key = f"{self.namespace}:{'banned' if banned else 'blocked'}"
+        key = f"{self.scopes.weight}:{'banned' if banned else 'blocked'}"
         await self._raise([key], [until_ns // NANOS_PER_MILLI, max(1, (until_ns - now_ns) // NANOS_PER_MILLI) + 1000])
 
     async def _raise(self, keys: list[str], arguments: list[int]) -> None:
