@@ -24,7 +24,7 @@ async def measure(redis_url: str, calls: int, concurrency: int) -> dict[str, obj
     tracker = RateLimitTracker.futures_defaults(weight_per_minute=10**9)
     for window in tracker.windows.values():
         window.limit = 10**9
-    budget = SharedBudget(redis_url, budget_scopes(f"http://bench-{time.time_ns()}", "bench", "futures"), tracker)
+    budget = SharedBudget(redis_url, budget_scopes(f"http://bench-{clock.timestamp_ns()}", "bench", "futures"), tracker)
     try:
         await budget.reserve(1, 1, clock.timestamp_ns())  # connect, load the script
         latencies = []
