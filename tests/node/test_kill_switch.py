@@ -164,7 +164,9 @@ KILL_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", list(KILL_FAULTS))
+@pytest.mark.parametrize(
+    "fault", [pytest.param(name, marks=() if name == "no-fault" else pytest.mark.slow) for name in KILL_FAULTS]
+)
 async def test_manual_kill_on_the_binance_node_is_flat_within_5_s(
     shared_data: Path, tmp_path: Path, fault: str
 ) -> None:
