@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -33,8 +34,9 @@ from decimal import Decimal
 from typing import Any
 
 from kestrel.binance.http.breaker import CircuitBreaker
-from kestrel.binance.http.client import BinanceApiError, BinanceHttpClient, UnknownOutcome
+from kestrel.binance.http.client import BinanceApiError, BinanceHttpClient, UnknownOutcome, with_retries
 from kestrel.binance.http.ratelimit import RateLimitTracker
+from kestrel.binance.http.shared_budget import SharedBudget, budget_scopes
 from kestrel.binance.order_view import OrderKey, OrderView, key_of
 from kestrel.binance.schemas import trading as wire_requests
 from kestrel.binance.schemas.trading import WireRequest, is_algo_order
@@ -62,6 +64,7 @@ from kestrel.core.venue import (
 log = get_logger(__name__)
 
 RATE_LIMITED_CODE = -1003
+READ_RETRY_DELAY_S = 0.2  # first back-off of start-up and reconciliation reads (doubles, full jitter)
 UNKNOWN_ORDER = (-2011, "Unknown order sent.")
 
 
@@ -122,15 +125,27 @@ class BinanceVenue:
     def _make_http(self, market: Market) -> BinanceHttpClient:
         settings = self.settings
         spot = market is Market.SPOT
+        safety = settings.rate_limit_safety
+        limits = (
+            RateLimitTracker.spot_defaults(settings.spot_weight_per_minute, safety)
+            if spot
+            else RateLimitTracker.futures_defaults(settings.futures_weight_per_minute, safety)
+        )
+        shared = None
+        rest_url = settings.spot_rest_url if spot else settings.futures_rest_url
+        if settings.shared_budget_redis_url:
+            scopes = budget_scopes(rest_url, settings.api_key, market.value)
+            shared = SharedBudget(settings.shared_budget_redis_url, scopes, limits)
         return BinanceHttpClient(
-            settings.spot_rest_url if spot else settings.futures_rest_url,
+            rest_url,
             self.clock,
             settings.api_key,
             settings.api_secret,
             settings.recv_window_ms,
             settings.request_timeout_ms,
-            RateLimitTracker.spot_defaults() if spot else RateLimitTracker.futures_defaults(),
+            limits,
             CircuitBreaker(),
+            shared,
         )
 
     # ==== lifecycle ===============================================================================
@@ -140,7 +155,7 @@ class BinanceVenue:
             raise ConfigurationError("BinanceVenue needs venue.api_key and venue.api_secret (from env/.env)")
         self._buffer = []
         for market, rest in self.rest.items():
-            offset = await rest.sync_time()
+            offset = await with_retries(rest.sync_time, base_delay_s=READ_RETRY_DELAY_S)
             log.info("server clock offset measured", market=market.value, offset_ms=offset)
         for market in self.settings.markets:
             stream = self._make_stream(market)
@@ -155,7 +170,7 @@ class BinanceVenue:
                     f"user data stream did not connect within {self.settings.start_timeout_s} s: {down}"
                 )
             await asyncio.sleep(0.02)
-        await self._rebuild()
+        await with_retries(self._rebuild, base_delay_s=READ_RETRY_DELAY_S)
         buffered, self._buffer = self._buffer, None
         for market, data, ts_init in buffered:
             self.dispatcher.on_frame(market, data, ts_init)
@@ -172,8 +187,7 @@ class BinanceVenue:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        with contextlib.suppress(TimeoutError):
-            await self.drain(timeout_s)
+        await self.drain(timeout_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -193,14 +207,19 @@ class BinanceVenue:
         """Commands and background tasks (resolutions, fill reads, polls) still running."""
         return sum(not task.done() for task in self._tasks)
 
-    async def drain(self, timeout_s: float | None = None) -> None:
-        """Wait until every command sent so far has its answer (tests, orderly shutdown)."""
-
-        async def wait_all() -> None:
-            while pending := [t for t in self._tasks if not t.done()]:
-                await asyncio.gather(*pending, return_exceptions=True)
-
-        await asyncio.wait_for(wait_all(), timeout_s)
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every command sent so far has its answer (tests, orderly shutdown); False when
+        some are still running after `timeout_s`. Never cancels them: an order whose outcome is still
+        being resolved must go on being resolved (or be left to `stop`, and to the reconciler)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while pending := [t for t in self._tasks if not t.done()]:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                log.warning("venue commands still running", pending=len(pending), waited_s=timeout_s)
+                return False
+            await asyncio.wait(pending, timeout=remaining)
+        return True
 
     def _make_stream(self, market: Market) -> UserStream:
         settings = self.settings
@@ -330,16 +349,18 @@ class BinanceVenue:
         open_orders: list[OrderSnapshot] = []
         balances: list[Balance] = []
         positions: list[PositionSnapshot] = []
+        delay = READ_RETRY_DELAY_S  # reads: a 429 or a 5xx on the way is waited out, not fatal
         for market, rest in self.rest.items():
-            for answer in await rest.open_orders():
+            for answer in await with_retries(rest.open_orders, base_delay_s=delay):
                 self.recovery.apply_answer(answer)
                 open_orders.append(exchange_view(answer))
-            balances.extend(await rest.balances())
+            balances.extend(await with_retries(rest.balances, base_delay_s=delay))
             if market is Market.FUTURES:
-                positions.extend(await rest.positions(self.leverage, self.margin_types))
+                read = functools.partial(rest.positions, self.leverage, self.margin_types)
+                positions.extend(await with_retries(read, base_delay_s=delay))
         queried: list[OrderSnapshot] = []
         for key in orders:
-            found = await self.recovery.query_any(key)
+            found = await with_retries(functools.partial(self.recovery.query_any, key), base_delay_s=delay)
             if found is not None:
                 self.recovery.apply_answer(found)
                 queried.append(exchange_view(found))
@@ -410,8 +431,29 @@ class BinanceVenue:
             else:
                 self.view.reject(key, code, str(error), now, now)
             return
-        for answer in rest.parse_answer(wire.endpoint, body):
+        except Exception as error:  # a bug, or an answer we cannot read: the order may exist
+            await self._lost_answer(key, duplicate, error)
+            return
+        try:
+            answers = rest.parse_answer(wire.endpoint, body)
+        except Exception as error:
+            await self._lost_answer(key, duplicate, error)
+            return
+        for answer in answers:
             self.recovery.apply_answer(answer)
+
+    async def _lost_answer(self, key: OrderKey, duplicate: bool, error: Exception) -> None:
+        """A submission failed in a way no rule covers: never leave the order in limbo — its outcome is
+        unknown, so it is resolved by query like a 5xx (found ⇒ its state; not found ⇒ never placed)."""
+        self.counters.task_errors.append(f"{error.__class__.__name__}: {error}")
+        log.error("order submission failed unexpectedly; resolving by query", key=key, error=repr(error))
+        if duplicate:  # the order the client id names is tracked already; only this request failed
+            now = self.now_ns()
+            self.view.refuse(key, None, f"request failed: {error}", now, now)
+            return
+        self.counters.unknown_outcomes += 1
+        self.view.mark_unknown(key, self.now_ns())
+        await self.recovery.resolve_unknown(key)
 
     async def _submit_oco(self, key: OrderKey, request: OcoRequest) -> None:
         rest = self.rest[Market.SPOT]

@@ -39,6 +39,10 @@ class BinanceVenueSettings:
     start_timeout_s: float = 15.0
     keep_finished_orders: int = 10_000  # finished orders kept in the view (older ones are forgotten)
     client_id_tag: str = "v"  # generated client ids hash `<tag><start ns>-<n>`: unique per session
+    spot_weight_per_minute: int = 6000
+    futures_weight_per_minute: int = 2400
+    rate_limit_safety: float = 0.9  # share of each budget window we use
+    shared_budget_redis_url: str | None = None  # budgets shared with other processes on this key
 
     @property
     def unknown_deadline_s(self) -> float:
@@ -72,6 +76,12 @@ class BinanceVenueSettings:
             ),
             silence_s=venue.user_stream_silence_s,
             poll_interval_s=venue.rest_poll_interval_s,
+            spot_weight_per_minute=venue.spot_weight_per_minute,
+            futures_weight_per_minute=venue.futures_weight_per_minute,
+            rate_limit_safety=venue.rate_limit_safety,
+            shared_budget_redis_url=(
+                venue.shared_budget_redis_url.get_secret_value() if venue.shared_budget_redis_url else None
+            ),
         )
 
 

@@ -81,6 +81,27 @@ class VenueConfig(Section):
     rest_poll_interval_s: float = Field(
         5.0, gt=0, description="Period of the REST polling fallback while the user data stream is silent or down"
     )
+    spot_weight_per_minute: int = Field(
+        6000, ge=1, description="Spot REQUEST_WEIGHT budget per minute (the exchange's limit for this IP)"
+    )
+    futures_weight_per_minute: int = Field(
+        2400, ge=1, description="USD-M REQUEST_WEIGHT budget per minute (the exchange's limit for this IP)"
+    )
+    rate_limit_safety: float = Field(
+        0.9, gt=0, le=1, description="Share of each weight / order-count window we use; a request past it waits"
+    )
+    shared_budget_redis_url: SecretStr | None = Field(
+        None,
+        description="redis://host:port/db shared by every process trading with this API key: weight and order "
+        "counts are kept there so together they stay within the budget; None = this process only",
+    )
+
+    @field_validator("shared_budget_redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
 
 # ---- data ----------------------------------------------------------------------------------------

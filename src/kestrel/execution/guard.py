@@ -11,7 +11,12 @@ so strategies do not know it is there:
   delivered as a REJECTED `OrderUpdate` (code None, reason naming the rule) and audited — never an
   exception. Reduce-only and close-position orders always pass.
 - Kill switch: `kill(reason)` engages the risk engine's switch, cancels every open order and sends a
-  reduce-only market order against every futures position.
+  reduce-only market order against every futures position — then keeps sweeping every 250 ms while
+  the switch is engaged: an order acknowledged after the first sweep (it was in flight), a cancel
+  that was refused or lost, a close that was rejected: each is sent again until the account is flat.
+- Automatic kill: with a risk engine and a mark source, the account's equity is marked to market
+  every 200 ms (wallet balances plus each position at the mark) and fed to `RiskEngine.on_equity`;
+  the drawdown limit tripping there engages the kill switch as above.
 - Client order ids are deterministic: `client_order_id("<prefix>-<n>")` for orders sent without one.
 """
 
@@ -22,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
-from kestrel.core.clock import Clock
+from kestrel.core.clock import Clock, TimeEvent
 from kestrel.core.enums import Market, OrderStatus, OrderType, Side
 from kestrel.core.identifiers import ClientOrderId, IntentId, VenueOrderId, client_order_id
 from kestrel.core.logs import get_logger
@@ -45,6 +50,12 @@ from kestrel.storage.ledger import Ledger, LedgerError
 
 ZERO = Decimal(0)
 log = get_logger(__name__)
+KILL_SWEEP_TIMER = "guard.kill_switch_sweep"
+KILL_SWEEP_INTERVAL_NS = 250_000_000
+KILL_RESEND_NS = 1_000_000_000  # a cancel or close not answered by then is sent again
+EQUITY_CHECK_TIMER = "guard.equity_check"
+EQUITY_CHECK_INTERVAL_NS = 200_000_000
+QUOTE_ASSETS = frozenset({"USDT"})  # balances counted at face value (the account's unit)
 
 
 def order_from_snapshot(snapshot: OrderSnapshot, intent_id: str) -> Order:
@@ -82,7 +93,16 @@ class GuardedVenue:
         self._handler: VenueEventHandler | None = None
         self._intents: dict[str, str] = {}
         self.rejections: list[OrderUpdate] = []
+        self.kill_reason: str | None = None
+        self.killed_at_ns: int | None = None
+        self._kill_cancels: dict[str, int] = {}  # client id → when the kill switch last cancelled it
+        self._kill_closes: dict[tuple[Market, str], tuple[ClientOrderId, int]] = {}  # its closing orders
+        self._last_marks: dict[tuple[Market, str], Decimal] = {}
         inner.set_event_handler(self._on_event)
+        if risk is not None and mark_of is not None:
+            now = clock.timestamp_ns()
+            clock.set_timer(EQUITY_CHECK_TIMER, now + EQUITY_CHECK_INTERVAL_NS, self._on_equity_check,
+                            interval_ns=EQUITY_CHECK_INTERVAL_NS)  # fmt: skip
 
     # ---- Venue ---------------------------------------------------------------------------------
     def set_event_handler(self, handler: VenueEventHandler) -> None:
@@ -137,28 +157,110 @@ class GuardedVenue:
 
     # ---- kill switch ----------------------------------------------------------------------------
     def kill(self, reason: str) -> int:
-        """Full stop: no new exposure, every open order cancelled, every position closed.
-        Returns the number of commands sent."""
+        """Full stop: no new exposure, every open order cancelled, every position closed — and swept
+        again until flat. Returns the number of commands sent now."""
+        now = self.clock.timestamp_ns()
+        if self.kill_reason is None:
+            self.kill_reason, self.killed_at_ns = reason, now
         if self.risk is not None:
             self.risk.engage_kill_switch(reason)
         if self.ledger is not None:
-            self.ledger.audit("kill_switch", {"reason": reason}, self.clock.timestamp_ns())
+            self.ledger.audit("kill_switch", {"reason": reason}, now)
+        sent = self._flatten(now)
+        self.clock.set_timer(KILL_SWEEP_TIMER, now + KILL_SWEEP_INTERVAL_NS, self._on_kill_sweep,
+                             interval_ns=KILL_SWEEP_INTERVAL_NS)  # fmt: skip
+        log.warning("kill switch engaged", reason=reason, commands=sent)
+        return sent
+
+    @property
+    def kill_switch_engaged(self) -> bool:
+        return self.kill_reason is not None and (self.risk is None or self.risk.kill_switch_engaged)
+
+    def _flatten(self, now: int) -> int:
+        """Cancel what is open and close what is held, skipping commands still in flight."""
         sent = 0
         for snapshot in self.inner.open_orders():
+            last = self._kill_cancels.get(snapshot.client_order_id)
+            if last is not None and now - last < KILL_RESEND_NS:
+                continue
+            self._kill_cancels[snapshot.client_order_id] = now
             self.inner.cancel_order(snapshot.market, snapshot.symbol, snapshot.client_order_id)
             sent += 1
         for position in self.inner.positions():
-            if position.quantity == 0:
+            if position.quantity == 0 or self._closing_in_flight(position.market, position.symbol, now):
                 continue
             side = Side.SELL if position.quantity > 0 else Side.BUY
-            self.submit_order(
+            client_id = self.submit_order(
                 OrderRequest(position.market, position.symbol, side, OrderType.MARKET, abs(position.quantity),
                              reduce_only=True),
                 intent_id=f"kill-{position.symbol}",
             )  # fmt: skip
+            self._kill_closes[(position.market, position.symbol)] = (client_id, now)
             sent += 1
-        log.warning("kill switch engaged", reason=reason, commands=sent)
         return sent
+
+    def _closing_in_flight(self, market: Market, symbol: str, now: int) -> bool:
+        pending = self._kill_closes.get((market, symbol))
+        if pending is None:
+            return False
+        client_id, sent_at = pending
+        snapshot = self.inner.order(market, symbol, client_id)
+        if snapshot is None or snapshot.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
+            # not answered, or its outcome unknown (being resolved by query, which may take the
+            # exchange's whole recvWindow): another close is safe — reduce-only cannot add exposure,
+            # the exchange refuses whatever would take the position past zero
+            return now - sent_at < KILL_RESEND_NS
+        return not snapshot.status.is_terminal
+
+    def _on_kill_sweep(self, event: TimeEvent) -> None:
+        if not self.kill_switch_engaged:  # reset by the operator
+            self.clock.cancel_timer(KILL_SWEEP_TIMER)
+            return
+        try:
+            self._flatten(event.ts_init)
+        except Exception:  # a timer callback must not take the node's loop down
+            log.exception("kill switch sweep failed")
+
+    # ---- automatic kill: equity marked to market ---------------------------------------------------
+    def equity(self) -> Decimal | None:
+        """Wallet balances (spot assets at their mark) plus every futures position at its mark; None
+        while a position has never had a mark. A mark that goes missing (a book resyncing) is replaced
+        by the last one seen: dropping the asset would look like a loss and trip the kill switch. A spot
+        asset never marked (no book for it) is left out, which can only make equity rise later."""
+        total = ZERO
+        for market in (Market.SPOT, Market.FUTURES):
+            for balance in self.inner.balances(market):
+                if balance.asset in QUOTE_ASSETS:
+                    total += balance.wallet
+                elif market is Market.SPOT and balance.wallet:
+                    mark = self._mark(market, f"{balance.asset}USDT")
+                    total += balance.wallet * mark if mark is not None else ZERO
+        for position in self.inner.positions():
+            mark = self._mark(position.market, position.symbol)
+            if mark is None:
+                return None
+            total += position.quantity * (mark - position.entry_price)
+        return total
+
+    def _mark(self, market: Market, symbol: str) -> Decimal | None:
+        assert self.mark_of is not None
+        mark = self.mark_of(market, symbol)
+        if mark is not None:
+            self._last_marks[(market, symbol)] = mark
+            return mark
+        return self._last_marks.get((market, symbol))
+
+    def _on_equity_check(self, event: TimeEvent) -> None:
+        assert self.risk is not None
+        try:
+            equity = self.equity()
+            if equity is None or equity <= 0:
+                return
+            tripped = self.risk.on_equity(equity, event.ts_init)
+            if tripped is not None:
+                self.kill(f"automatic: {tripped.detail}")
+        except Exception:  # a timer callback must not take the node's loop down
+            log.exception("equity check failed")
 
     # ---- internals --------------------------------------------------------------------------------
     def _risk_refusal(self, request: OrderRequest, now: int) -> str | None:

@@ -284,6 +284,13 @@ class TradingNode:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    def kill(self, reason: str) -> int:
+        """The kill switch, by hand: no new exposure, every open order cancelled and every position
+        closed, swept again until flat (`GuardedVenue.kill`). Returns the commands sent at once."""
+        if self.venue is None:
+            raise ConfigurationError("the node is not started: nothing to kill")
+        return self.venue.kill(reason)
+
     async def _loop(self, duration_s: float | None) -> None:
         deadline = None if duration_s is None else self._started_ns + int(duration_s * NANOS_PER_SECOND)
         next_status = self.clock.timestamp_ns()

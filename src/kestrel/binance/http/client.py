@@ -25,6 +25,7 @@ import orjson
 from kestrel.binance.http.breaker import CircuitBreaker
 from kestrel.binance.http.endpoints import Endpoint
 from kestrel.binance.http.ratelimit import RateLimitTracker
+from kestrel.binance.http.shared_budget import SharedBudget
 from kestrel.binance.http.signing import encode_params, signed_query
 from kestrel.core.clock import Clock
 from kestrel.core.errors import ConfigurationError, InsufficientFunds, InvalidOrderError, KestrelError, TemporaryError
@@ -56,6 +57,7 @@ class BinanceHttpClient:
         timeout_ms: int = 10_000,
         limits: RateLimitTracker | None = None,
         breaker: CircuitBreaker | None = None,
+        shared: SharedBudget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
@@ -65,6 +67,7 @@ class BinanceHttpClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         self.limits = limits or RateLimitTracker()
         self.breaker = breaker or CircuitBreaker()
+        self.shared = shared  # the budget kept in Redis with the other processes on this key, if any
         self.server_offset_ms = 0  # server − local, measured by `sync_time`
         self._session: aiohttp.ClientSession | None = None
         # (clock ns, request) when each request's headers were written to the socket: a bounded,
@@ -81,6 +84,8 @@ class BinanceHttpClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self.shared is not None:
+            await self.shared.close()
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -107,14 +112,7 @@ class BinanceHttpClient:
     ) -> Any:
         """Send one request; returns the decoded JSON body."""
         cost = endpoint.weight if weight is None else weight
-        now_ns = self.clock.timestamp_ns()
-        wait_ns = self.limits.wait_ns(cost, endpoint.orders, now_ns)
-        if wait_ns > 0:
-            await asyncio.sleep(wait_ns / 1e9)
-            now_ns = self.clock.timestamp_ns()
-        if endpoint.is_write:
-            self.breaker.before_call(now_ns)
-        self.limits.consume(cost, endpoint.orders, now_ns)
+        now_ns = await self._reserve(cost, endpoint.orders, endpoint.is_write)
         headers: dict[str, str] = {}
         query = encode_params(params or {})
         if endpoint.security != "NONE":
@@ -138,7 +136,30 @@ class BinanceHttpClient:
             raise kind(f"{endpoint.method} {endpoint.path}: no answer ({exc.__class__.__name__})") from exc
         now_ns = self.clock.timestamp_ns()
         self.limits.observe_headers(response_headers, now_ns)
+        if self.shared is not None:
+            await self.shared.observe_headers(response_headers, now_ns)
+            if status in (418, 429):
+                until_ns = self.limits.banned_until_ns if status == 418 else self.limits.blocked_until_ns
+                retry_after = response_headers.get("Retry-After")
+                delay_ns = int(float(retry_after) * 1e9) if retry_after else 60_000_000_000
+                await self.shared.observe_rejection(status == 418, max(until_ns, now_ns + delay_ns), now_ns)
         return self._interpret(endpoint, status, raw, response_headers, now_ns)
+
+    async def _reserve(self, cost: int, orders: int, is_write: bool) -> int:
+        """Wait until the request fits every budget window (ours, and the shared one when configured),
+        then count it; returns the time it may be sent. Checked again after every wait: requests that
+        waited together for a new window must not all go at once."""
+        while True:
+            now_ns = self.clock.timestamp_ns()
+            wait_ns = self.limits.wait_ns(cost, orders, now_ns)
+            if wait_ns == 0 and is_write:
+                self.breaker.before_call(now_ns)
+            if wait_ns == 0 and self.shared is not None:
+                wait_ns = await self.shared.reserve(cost, orders, now_ns)
+            if wait_ns == 0:
+                self.limits.consume(cost, orders, now_ns)
+                return now_ns
+            await asyncio.sleep(wait_ns / 1e9)
 
     def _failed(self, endpoint: Endpoint) -> None:
         if endpoint.is_write:

@@ -57,24 +57,39 @@ class RateLimitTracker:
         return tracker
 
     @classmethod
-    def futures_defaults(cls) -> RateLimitTracker:
+    def futures_defaults(cls, weight_per_minute: int = 2400, safety: float = 0.9) -> RateLimitTracker:
         return cls.from_exchange_info(
             [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_per_minute},
                 {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
-            ]
+            ],
+            safety,
         )
 
     @classmethod
-    def spot_defaults(cls) -> RateLimitTracker:
+    def spot_defaults(cls, weight_per_minute: int = 6000, safety: float = 0.9) -> RateLimitTracker:
         return cls.from_exchange_info(
             [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_per_minute},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
                 {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200_000},
-            ]
+            ],
+            safety,
         )
+
+    def cap(self, window: Window) -> int:
+        """The most a window may hold: `safety` × its limit (at least 1)."""
+        return max(1, int(window.limit * self.safety))
+
+    def header_window(self, name: str) -> Window | None:
+        """The window an `X-MBX-USED-WEIGHT-*` / `X-MBX-ORDER-COUNT-*` header reports, if we track it."""
+        match = _HEADER.match(name)
+        if match is None:
+            return None
+        kind = "weight" if match.group(1).lower() == "used-weight" else "orders"
+        interval_ns = int(match.group(2)) * _UNIT_NS[match.group(3).upper()]
+        return self.windows.get((kind, interval_ns))
 
     def wait_ns(self, weight: int, orders: int, now_ns: int) -> int:
         """How long to wait before a request of this cost may be sent (0 = now). Raises when banned."""
@@ -86,7 +101,7 @@ class RateLimitTracker:
         for window in self.windows.values():
             window.roll(now_ns)
             cost = weight if window.kind == "weight" else orders
-            if cost and window.used + cost > window.limit * self.safety:
+            if cost and window.used + cost > self.cap(window):
                 wait = max(wait, window.window_start_ns + window.interval_ns - now_ns)
         return wait
 
@@ -97,13 +112,8 @@ class RateLimitTracker:
 
     def observe_headers(self, headers: Mapping[str, str], now_ns: int) -> None:
         for name, value in headers.items():
-            match = _HEADER.match(name)
-            if match is None:
-                continue
-            kind = "weight" if match.group(1).lower() == "used-weight" else "orders"
-            interval_ns = int(match.group(2)) * _UNIT_NS[match.group(3).upper()]
-            window = self.windows.get((kind, interval_ns))
-            if window is None:  # a window the exchange enforces that exchangeInfo did not list
+            window = self.header_window(name)
+            if window is None:  # not a budget header, or a window exchangeInfo did not list
                 continue
             window.roll(now_ns)
             try:
