@@ -55,6 +55,9 @@ class BacktestSetup:
     bar_symbols: frozenset[tuple[Market, str]] = frozenset()
     equity_interval_ns: int = 60 * 1_000_000_000
     drain_after_ns: int = 5 * 1_000_000_000  # after the data ends, in-flight responses still arrive
+    # False: stop the kernel at every distinct row time (the reference the batched run must equal;
+    # tests compare the two). True: run compiled over all rows until something is due.
+    batch: bool = True
 
 
 @dataclass(slots=True)
@@ -240,6 +243,7 @@ class Backtest:
         interval = self.setup.equity_interval_ns
         next_equity = clock.timestamp_ns()
         start_equity = self._equity_point(clock.timestamp_ns()).equity
+        batch = self.setup.batch
         self._call("on_start", self.strategy.on_start)
         data_done = False
         while True:
@@ -247,6 +251,8 @@ class Backtest:
             for due in (venue.next_due_ns(), clock.next_timer_ns(), engine.next_scheduled_ns()):
                 if due is not None and due < stop:
                     stop = due
+            if not batch and not data_done:
+                stop = min(stop, self._next_row_ns())
             if data_done and stop >= hard_stop:
                 break
             status = engine.run_until(stop, self.notify_mask) if not data_done else k.STATUS_STOP
@@ -288,6 +294,16 @@ class Backtest:
             book_gaps=dict(self.setup.table.gaps),
             wall_seconds=time.perf_counter() - started,
         )
+
+    def _next_row_ns(self) -> int:
+        """The time of the next row either cursor of the kernel will process (unbatched runs)."""
+        rows, ctl = self.setup.table.rows, self.engine.state.ctl
+        times = [_FOREVER]
+        if ctl[k.CTL_EXCHANGE_CURSOR] < len(rows):
+            times.append(int(rows[ctl[k.CTL_EXCHANGE_CURSOR], k.COL_TS_EXCH]))
+        if ctl[k.CTL_LOCAL_CURSOR] < len(rows):
+            times.append(int(rows[ctl[k.CTL_LOCAL_CURSOR], k.COL_TS_LOCAL]))
+        return min(times)
 
     def _record(self, events: list[EngineEvent]) -> None:
         for event in events:
