@@ -178,7 +178,7 @@ class Backtest:
         on_book, on_trade = strategy.on_book, strategy.on_trade
         venue_due, timer_due = venue.next_due_ns(), clock.next_timer_ns()
         mask = self.notify_mask
-        run = k.run
+        run = engine.run_kernel
         trade_buy, trade_sell, python_row, notify = (
             k.KIND_TRADE_BUY,
             k.KIND_TRADE_SELL,
