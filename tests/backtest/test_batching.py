@@ -41,6 +41,10 @@ def l2_table(shared_data: Path) -> L2Data:
 
 
 def run_market_maker(l2_table: L2Data, batch: bool) -> BacktestResult:
+    return market_maker_backtest(l2_table, batch).run()
+
+
+def market_maker_backtest(l2_table: L2Data, batch: bool) -> Backtest:
     instruments, table = l2_table
     strategy = TopOfBookMaker({"interval_ms": 100, "quantity": Decimal("0.002"), "max_position": Decimal("0.01")})
     setup = BacktestSetup(
@@ -53,14 +57,18 @@ def run_market_maker(l2_table: L2Data, batch: bool) -> BacktestResult:
         equity_interval_ns=60_000_000_000,
         batch=batch,
     )
-    return Backtest(setup).run()
+    return Backtest(setup)
 
 
 def test_batched_run_gives_the_pinned_fills_of_the_engine(l2_table: L2Data) -> None:
-    result = run_market_maker(l2_table, batch=True)
+    backtest = market_maker_backtest(l2_table, batch=True)
+    result = backtest.run()
     assert len(result.fills) == PINNED_FILLS
     assert result.fills_hash() == PINNED_HASH
     assert result.commands > 1000 and result.callbacks > 1000
+    # the result's order list reuses each finished order's last report: it must be the order as it is
+    assert result.orders == [order.snapshot() for order in backtest.engine.orders.values()]
+    assert sum(1 for order in result.orders if order.status.is_terminal) > 500
 
 
 @pytest.mark.slow

@@ -279,7 +279,7 @@ class Backtest:
         self.equity.append(self._equity_point(clock.timestamp_ns()))
         return BacktestResult(
             fills=self.fills,
-            orders=[o.snapshot() for o in engine.orders.values()],
+            orders=[o.final_snapshot() for o in engine.orders.values()],
             equity=self.equity,
             funding=[
                 (ts, symbol, amount) for ts, account, symbol, amount in engine.funding_payments if account == ACCOUNT

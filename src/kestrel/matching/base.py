@@ -373,7 +373,9 @@ class EngineBase(ABC):
         code: int | None = None,
     ) -> None:
         order.ts_updated = ts
-        self._emit(OrderUpdate(order.account_id, order.snapshot(), execution, ts, ts, fill, code, reason))
+        snapshot = order.snapshot()
+        order.reported = snapshot
+        self._emit(OrderUpdate(order.account_id, snapshot, execution, ts, ts, fill, code, reason))
 
     def _account_update(
         self,
