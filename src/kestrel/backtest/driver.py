@@ -176,9 +176,14 @@ class Backtest:
         table = self.setup.table
         rows, objects, books = table.rows, table.objects, self.books
         on_book, on_trade = strategy.on_book, strategy.on_trade
-        venue_due, timer_due = venue.next_due_ns(), clock.next_timer_ns()
+        venue_next, timer_next, advance = venue.next_due_ns, clock.next_timer_ns, clock.advance_to
+        venue_due, timer_due = venue_next(), timer_next()
         mask = self.notify_mask
         run = engine.run_kernel
+        # these arrays are never replaced; the order arrays may grow, but only when a command reaches
+        # the engine, which happens outside this loop (a command returns _PLAN_AGAIN first)
+        ctl, sym_state, lots, params = state.ctl, state.sym_state, state.lots, state.params
+        row_of = k.CTL_ROW
         trade_buy, trade_sell, python_row, notify = (
             k.KIND_TRADE_BUY,
             k.KIND_TRADE_SELL,
@@ -189,8 +194,8 @@ class Backtest:
         status = notify
         try:
             while status == notify:
-                _, ts_local, kind, sym, _, _, ref, _ = rows[state.ctl[k.CTL_ROW]].tolist()
-                clock.advance_to(ts_local)
+                _, ts_local, kind, sym, _, _, ref, _ = rows[ctl[row_of]].tolist()
+                advance(ts_local)
                 delivered += 1
                 if kind in (trade_buy, trade_sell):
                     on_trade(objects[ref])
@@ -198,22 +203,9 @@ class Backtest:
                     self._dispatch_python(objects[ref])
                 else:
                     on_book(books[sym])
-                if venue.next_due_ns() != venue_due or clock.next_timer_ns() != timer_due:
+                if venue_next() != venue_due or timer_next() != timer_due:
                     return _PLAN_AGAIN
-                status = int(
-                    run(
-                        rows,
-                        state.ctl,
-                        state.sym_state,
-                        state.lots,
-                        state.orders,
-                        state.ahead,
-                        state.out,
-                        state.params,
-                        stop,
-                        mask,
-                    )
-                )
+                status = run(rows, ctl, sym_state, lots, state.orders, state.ahead, state.out, params, stop, mask)
         except StrategyError:
             raise
         except Exception as exc:
