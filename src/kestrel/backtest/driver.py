@@ -55,8 +55,9 @@ class BacktestSetup:
     bar_symbols: frozenset[tuple[Market, str]] = frozenset()
     equity_interval_ns: int = 60 * 1_000_000_000
     drain_after_ns: int = 5 * 1_000_000_000  # after the data ends, in-flight responses still arrive
-    # False: stop the kernel at every distinct row time (the reference the batched run must equal;
-    # tests compare the two). True: run compiled over all rows until something is due.
+    # False: stop the kernel at every distinct row time and deliver each event the strategy wants on
+    # its own (the reference the batched run must equal; tests compare the two). True: run compiled
+    # over all rows until something is due, callbacks through the driver's tight loop.
     batch: bool = True
 
 
@@ -239,16 +240,14 @@ class Backtest:
         self._call("on_start", self.strategy.on_start)
         data_done = False
         while True:
-            stop = min(next_equity, hard_stop)
-            for due in (venue.next_due_ns(), clock.next_timer_ns(), engine.next_scheduled_ns()):
-                if due is not None and due < stop:
-                    stop = due
-            if not batch and not data_done:
-                stop = min(stop, self._next_row_ns())
+            stop = self._next_stop(min(next_equity, hard_stop), batch or data_done)
             if data_done and stop >= hard_stop:
                 break
             status = engine.run_until(stop, self.notify_mask) if not data_done else k.STATUS_STOP
             if status == k.STATUS_LOCAL_NOTIFY:
+                if not batch:
+                    self._dispatch_row(engine.notify_row)  # the plain path the loop must equal
+                    continue
                 status = self._notify_loop(stop)
             if status == k.STATUS_FILLS:
                 self._record(engine.drain())
@@ -286,6 +285,14 @@ class Backtest:
             book_gaps=dict(self.setup.table.gaps),
             wall_seconds=time.perf_counter() - started,
         )
+
+    def _next_stop(self, stop: int, batch: bool) -> int:
+        """The first moment at or before `stop` something besides market data is due (unbatched: or the
+        next row's time)."""
+        for due in (self.venue.next_due_ns(), self.clock.next_timer_ns(), self.engine.next_scheduled_ns()):
+            if due is not None and due < stop:
+                stop = due
+        return stop if batch else min(stop, self._next_row_ns())
 
     def _next_row_ns(self) -> int:
         """The time of the next row either cursor of the kernel will process (unbatched runs)."""
