@@ -5,7 +5,8 @@ of 0.002 BTC at the best bid / ask, shifted by one tick per 0.002 held, max posi
 10 ms entry and response latency; the power-2 probabilistic queue model; partial fills; maker 0.02 % /
 taker 0.05 %. Data conversion is not timed (each engine's loader runs first); each side runs once to
 compile and is then timed `--repeat` times (best taken). events/s = rows processed per second of the
-backtest loop (depth levels + trades); the ratio compares wall time on the same file.
+backtest loop (depth levels + trades); the ratio compares wall time on the same file. `kernel_share` is
+the part of one extra, untimed run spent in the compiled kernel (the rest is Python per wake-up and order).
 
 Prints one JSON object.
 """
@@ -44,27 +45,53 @@ def ours(shared: Path, repeat: int) -> dict[str, float | int]:
     latency = OrderLatency(ConstantLatency(10_000_000), ConstantLatency(10_000_000))
     settings = EngineSettings(queue_model="power", queue_power=2.0)
 
-    def once() -> tuple[float, int, str]:
+    def setup() -> BacktestSetup:
         strategy = TopOfBookMaker({"interval_ms": 100, "quantity": Decimal("0.002"), "max_position": Decimal("0.01")})
+        return BacktestSetup(
+            instruments,
+            table,
+            strategy,
+            settings,
+            latency,
+            futures_balances={"USDT": Decimal(10_000)},
+            equity_interval_ns=60_000_000_000,
+        )
+
+    def once() -> tuple[float, int, str]:
         started = time.perf_counter()
-        result = Backtest(
-            BacktestSetup(
-                instruments,
-                table,
-                strategy,
-                settings,
-                latency,
-                futures_balances={"USDT": Decimal(10_000)},
-                equity_interval_ns=60_000_000_000,
-            )
-        ).run()
+        result = Backtest(setup()).run()
         return time.perf_counter() - started, len(result.fills), result.fills_hash()
+
+    def kernel_share() -> float:
+        """Share of one (untimed) run spent inside the compiled kernel; the rest is Python: the strategy,
+        order entry, fills and their reports, deliveries, the driver's loop."""
+        backtest = Backtest(setup())
+        compiled = backtest.engine.run_kernel
+        spent = 0.0
+
+        def timed(*arguments: object) -> int:
+            nonlocal spent
+            started = time.perf_counter()
+            status = compiled(*arguments)
+            spent += time.perf_counter() - started
+            return status
+
+        backtest.engine.run_kernel = timed
+        started = time.perf_counter()
+        backtest.run()
+        return spent / (time.perf_counter() - started)
 
     once()
     runs = [once() for _ in range(repeat)]
     best = min(r[0] for r in runs)
     assert len({r[2] for r in runs}) == 1, "runs differ"
-    return {"rows": len(table), "seconds": best, "events_per_second": len(table) / best, "fills": runs[0][1]}
+    return {
+        "rows": len(table),
+        "seconds": best,
+        "events_per_second": len(table) / best,
+        "fills": runs[0][1],
+        "kernel_share": round(kernel_share(), 3),
+    }
 
 
 def hftbacktest_run(shared: Path, repeat: int) -> dict[str, float | int | str]:

@@ -91,6 +91,23 @@ def test_the_book_moving_through_a_resting_order_fills_it_against_the_crossing_s
     assert e.book(FUT, "BTCUSDT").best_ask_price == D("100.1")  # the crossing size was consumed
 
 
+def test_a_reduce_only_order_crossed_with_another_in_one_update_never_flips_the_position() -> None:
+    # short 0.2; a plain bid of 0.1 and a reduce-only bid of 0.2 rest at 100.0 (its cap: the 0.2 short);
+    # one depth update crosses both: the plain bid fills first, so the reduce-only one may only close
+    # the remaining 0.1 and then expires (found by test_properties' random flow)
+    e = booked()
+    e.submit_order("a", market_order(Side.SELL, "0.2"), 2_000)
+    e.submit_order("a", limit(Side.BUY, "0.1", "100.0"), 3_000)
+    reduce_only = e.submit_order("a", limit(Side.BUY, "0.2", "100.0", reduce_only=True), 4_000)
+    order_id = last_update(reduce_only).order.order_id
+    events = e.apply(depth([], [(100.0, 0.5)], 5_000, 101, 101, 100))
+    assert fills(events) == [(D("100.0"), D("0.100"), "MAKER"), (D("100.0"), D("0.100"), "MAKER")]
+    assert e.positions("a", "BTCUSDT")[0].quantity == 0
+    final = e.query_order("a", FUT, "BTCUSDT", order_id=order_id)
+    assert final.status is OrderStatus.EXPIRED and final.filled_quantity == D("0.1")
+    assert final.expiry_reason == "REDUCE_ONLY"
+
+
 def test_marketable_limit_takes_then_rests_the_rest() -> None:
     e = booked()
     events = e.submit_order("a", limit(Side.BUY, "2", "100.1"), 2_000)

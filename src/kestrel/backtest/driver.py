@@ -55,6 +55,10 @@ class BacktestSetup:
     bar_symbols: frozenset[tuple[Market, str]] = frozenset()
     equity_interval_ns: int = 60 * 1_000_000_000
     drain_after_ns: int = 5 * 1_000_000_000  # after the data ends, in-flight responses still arrive
+    # False: stop the kernel at every distinct row time and deliver each event the strategy wants on
+    # its own (the reference the batched run must equal; tests compare the two). True: run compiled
+    # over all rows until something is due, callbacks through the driver's tight loop.
+    batch: bool = True
 
 
 @dataclass(slots=True)
@@ -173,9 +177,14 @@ class Backtest:
         table = self.setup.table
         rows, objects, books = table.rows, table.objects, self.books
         on_book, on_trade = strategy.on_book, strategy.on_trade
-        venue_due, timer_due = venue.next_due_ns(), clock.next_timer_ns()
+        venue_next, timer_next, advance = venue.next_due_ns, clock.next_timer_ns, clock.advance_to
+        venue_due, timer_due = venue_next(), timer_next()
         mask = self.notify_mask
-        run = k.run
+        run = engine.run_kernel
+        # these arrays are never replaced; the order arrays may grow, but only when a command reaches
+        # the engine, which happens outside this loop (a command returns _PLAN_AGAIN first)
+        ctl, sym_state, lots, params = state.ctl, state.sym_state, state.lots, state.params
+        row_of = k.CTL_ROW
         trade_buy, trade_sell, python_row, notify = (
             k.KIND_TRADE_BUY,
             k.KIND_TRADE_SELL,
@@ -186,8 +195,8 @@ class Backtest:
         status = notify
         try:
             while status == notify:
-                _, ts_local, kind, sym, _, _, ref, _ = rows[state.ctl[k.CTL_ROW]].tolist()
-                clock.advance_to(ts_local)
+                _, ts_local, kind, sym, _, _, ref, _ = rows[ctl[row_of]].tolist()
+                advance(ts_local)
                 delivered += 1
                 if kind in (trade_buy, trade_sell):
                     on_trade(objects[ref])
@@ -195,22 +204,9 @@ class Backtest:
                     self._dispatch_python(objects[ref])
                 else:
                     on_book(books[sym])
-                if venue.next_due_ns() != venue_due or clock.next_timer_ns() != timer_due:
+                if venue_next() != venue_due or timer_next() != timer_due:
                     return _PLAN_AGAIN
-                status = int(
-                    run(
-                        rows,
-                        state.ctl,
-                        state.sym_state,
-                        state.lots,
-                        state.orders,
-                        state.ahead,
-                        state.out,
-                        state.params,
-                        stop,
-                        mask,
-                    )
-                )
+                status = run(rows, ctl, sym_state, lots, state.orders, state.ahead, state.out, params, stop, mask)
         except StrategyError:
             raise
         except Exception as exc:
@@ -240,17 +236,18 @@ class Backtest:
         interval = self.setup.equity_interval_ns
         next_equity = clock.timestamp_ns()
         start_equity = self._equity_point(clock.timestamp_ns()).equity
+        batch = self.setup.batch
         self._call("on_start", self.strategy.on_start)
         data_done = False
         while True:
-            stop = min(next_equity, hard_stop)
-            for due in (venue.next_due_ns(), clock.next_timer_ns(), engine.next_scheduled_ns()):
-                if due is not None and due < stop:
-                    stop = due
+            stop = self._next_stop(min(next_equity, hard_stop), batch or data_done)
             if data_done and stop >= hard_stop:
                 break
             status = engine.run_until(stop, self.notify_mask) if not data_done else k.STATUS_STOP
             if status == k.STATUS_LOCAL_NOTIFY:
+                if not batch:
+                    self._dispatch_row(engine.notify_row)  # the plain path the loop must equal
+                    continue
                 status = self._notify_loop(stop)
             if status == k.STATUS_FILLS:
                 self._record(engine.drain())
@@ -273,7 +270,7 @@ class Backtest:
         self.equity.append(self._equity_point(clock.timestamp_ns()))
         return BacktestResult(
             fills=self.fills,
-            orders=[o.snapshot() for o in engine.orders.values()],
+            orders=[o.final_snapshot() for o in engine.orders.values()],
             equity=self.equity,
             funding=[
                 (ts, symbol, amount) for ts, account, symbol, amount in engine.funding_payments if account == ACCOUNT
@@ -288,6 +285,24 @@ class Backtest:
             book_gaps=dict(self.setup.table.gaps),
             wall_seconds=time.perf_counter() - started,
         )
+
+    def _next_stop(self, stop: int, batch: bool) -> int:
+        """The first moment at or before `stop` something besides market data is due (unbatched: or the
+        next row's time)."""
+        for due in (self.venue.next_due_ns(), self.clock.next_timer_ns(), self.engine.next_scheduled_ns()):
+            if due is not None and due < stop:
+                stop = due
+        return stop if batch else min(stop, self._next_row_ns())
+
+    def _next_row_ns(self) -> int:
+        """The time of the next row either cursor of the kernel will process (unbatched runs)."""
+        rows, ctl = self.setup.table.rows, self.engine.state.ctl
+        times = [_FOREVER]
+        if ctl[k.CTL_EXCHANGE_CURSOR] < len(rows):
+            times.append(int(rows[ctl[k.CTL_EXCHANGE_CURSOR], k.COL_TS_EXCH]))
+        if ctl[k.CTL_LOCAL_CURSOR] < len(rows):
+            times.append(int(rows[ctl[k.CTL_LOCAL_CURSOR], k.COL_TS_LOCAL]))
+        return min(times)
 
     def _record(self, events: list[EngineEvent]) -> None:
         for event in events:

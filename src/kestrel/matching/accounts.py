@@ -105,6 +105,18 @@ class FuturesPosition:
 
 
 @dataclass(frozen=True, slots=True)
+class _MarginTotals:
+    """Per margin asset: Σ unrealised PnL (all positions), Σ cross position margin, Σ isolated wallets,
+    Σ open-order margin, and the available balance they leave."""
+
+    unrealized: Decimal
+    position_margin: Decimal
+    isolated: Decimal
+    orders: Decimal
+    available: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class FillEffect:
     """What a futures fill did: price PnL realised and the position after it."""
 
@@ -182,13 +194,27 @@ class FuturesAccount:
 
     def available(self, asset: str) -> Decimal:
         """Cross wallet + cross unrealised PnL − cross position margin − open-order margin."""
-        cross = self._cross(asset)
-        unrealized = sum((self.unrealized_pnl(p) for p in cross), start=ZERO)
-        position_margin = sum((self.initial_margin(p) for p in cross), start=ZERO)
-        orders = sum(
-            (m for symbol, m in self.order_margin.items() if self.positions_asset(symbol) == asset), start=ZERO
-        )
-        return self.cross_wallet(asset) + unrealized - position_margin - orders
+        return self._totals(asset).available
+
+    def _totals(self, asset: str) -> _MarginTotals:
+        """The sums behind `available` and `balance`, in one pass over the positions (a fill and an
+        order's margin check need them; each unrealised PnL and margin is computed once)."""
+        unrealized = cross_unrealized = position_margin = isolated = ZERO
+        for position in self.positions.values():
+            if position.margin_asset != asset:
+                continue
+            pnl = self.unrealized_pnl(position)
+            unrealized += pnl
+            isolated += position.isolated_wallet
+            if position.margin_type is MarginType.CROSSED and position.quantity != 0:
+                cross_unrealized += pnl
+                position_margin += self.initial_margin(position)
+        orders = ZERO
+        for symbol, margin in self.order_margin.items():
+            if self.positions_asset(symbol) == asset:
+                orders += margin
+        available = self.wallet(asset) - isolated + cross_unrealized - position_margin - orders
+        return _MarginTotals(unrealized, position_margin, isolated, orders, available)
 
     def max_withdraw(self, asset: str) -> Decimal:
         """What may leave the wallet: the available balance without unrealised profit (the exchange
@@ -334,15 +360,11 @@ class FuturesAccount:
 
     # ---- snapshots -------------------------------------------------------------------------------
     def balance(self, asset: str) -> Balance:
-        cross = self._cross(asset)
-        unrealized = sum(
-            (self.unrealized_pnl(p) for p in self.positions.values() if p.margin_asset == asset), start=ZERO
+        totals = self._totals(asset)
+        in_use = totals.position_margin + totals.isolated + totals.orders
+        return Balance(
+            Market.FUTURES, asset, max(ZERO, totals.available), in_use, self.wallet(asset), totals.unrealized
         )
-        in_use = sum((self.initial_margin(p) for p in cross), start=ZERO) + sum(
-            (p.isolated_wallet for p in self.positions.values() if p.margin_asset == asset), start=ZERO
-        )
-        in_use += sum((m for s, m in self.order_margin.items() if self.positions_asset(s) == asset), start=ZERO)
-        return Balance(Market.FUTURES, asset, max(ZERO, self.available(asset)), in_use, self.wallet(asset), unrealized)
 
     def balances(self, assets: Iterable[str] | None = None) -> tuple[Balance, ...]:
         return tuple(self.balance(asset) for asset in (assets if assets is not None else self.assets()))

@@ -19,9 +19,11 @@ The fill rules are written down in docs/matching.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+import numpy as np
 
 from kestrel.core.enums import LiquiditySide, MarginType, Market, OrderStatus
 from kestrel.core.errors import ConfigurationError, InsufficientFunds, InvalidOrderError
@@ -105,6 +107,7 @@ class EngineBase(ABC):
         self._slot_orders: dict[int, SimOrder] = {}
         self._lists: dict[int, list[SimOrder]] = {}
         self._marks: dict[str, Decimal] = {}
+        self._last_tick_price: dict[int, tuple[int, Decimal]] = {}
         self._funding: dict[str, tuple[int, Decimal]] = {}  # symbol -> (next funding ns, predicted rate)
         self._settled_funding: dict[str, int] = {}
         self._gtd_orders: set[SimOrder] = set()
@@ -114,6 +117,7 @@ class EngineBase(ABC):
         self._outbox: list[EngineEvent] = []
         self.now_ns = 0
         self._table: EventTable | None = None
+        self.run_kernel: Callable[..., int] = k.run
         self._live_builder = TableBuilder(self.instruments, require_snapshot=False, bar_symbols=bar_symbols)
         self.liquidations = 0
         self.funding_payments: list[tuple[int, str, str, Decimal]] = []  # (ts, account, symbol, amount)
@@ -200,10 +204,21 @@ class EngineBase(ABC):
         mark = self._marks.get(symbol)
         if mark is not None:
             return mark
-        reference = self._reference_ticks(self.symbol_index(Market.FUTURES, symbol))
+        sym = self.symbol_index(Market.FUTURES, symbol)
+        reference = self._reference_ticks(sym)
         if reference is None:
             return ZERO
-        return self.instruments[self.symbol_index(Market.FUTURES, symbol)].ticks_to_price(reference)
+        return self._tick_price(sym, reference)
+
+    def _tick_price(self, sym: int, tick: int) -> Decimal:
+        """`ticks_to_price`, remembering the last price per symbol: margin and PnL ask for the same mark
+        many times per order and fill, and the price only changes with a trade."""
+        last = self._last_tick_price.get(sym)
+        if last is not None and last[0] == tick:
+            return last[1]
+        price = self.instruments[sym].ticks_to_price(tick)
+        self._last_tick_price[sym] = (tick, price)
+        return price
 
     def _reference_ticks(self, sym: int) -> int | None:
         last = self.state.last_tick(sym)
@@ -248,6 +263,23 @@ class EngineBase(ABC):
         self._table = table
         self.state.ctl[k.CTL_EXCHANGE_CURSOR] = 0
         self.state.ctl[k.CTL_LOCAL_CURSOR] = 0
+        self.run_kernel = self._compiled_run(table)
+
+    def _compiled_run(self, table: EventTable) -> Callable[..., int]:
+        """`kernel.run` for this table and state, as its compiled overload.
+
+        A backtest calls the kernel once per stop (thousands of times); numba's dispatcher types all
+        ten arguments on every call, which costs about as much as a short batch of rows. The argument
+        types never change for one table (the state's arrays keep their dtype, rank and C layout when
+        they grow), so the overload is looked up once. A table of another layout keeps the dispatcher.
+        """
+        rows = table.rows
+        if not (rows.ndim == 2 and rows.dtype == np.int64 and rows.flags.c_contiguous):
+            return k.run
+        s = self.state
+        arguments = (rows, s.ctl, s.sym_state, s.lots, s.orders, s.ahead, s.out, s.params, 0, 0)
+        signature = tuple(k.run.typeof_pyval(argument) for argument in arguments)
+        return k.run.compile(signature)
 
     def run_until(self, stop_ts: int, notify_mask: int = 0) -> int:
         """Process the loaded table up to `stop_ts`.
@@ -260,9 +292,10 @@ class EngineBase(ABC):
         if table is None:
             raise ConfigurationError("no market data loaded")
         s = self.state
+        run = self.run_kernel
         while True:
             status = int(
-                k.run(table.rows, s.ctl, s.sym_state, s.lots, s.orders, s.ahead, s.out, s.params, stop_ts, notify_mask)
+                run(table.rows, s.ctl, s.sym_state, s.lots, s.orders, s.ahead, s.out, s.params, stop_ts, notify_mask)
             )
             outcome = self.after_kernel(status)
             if outcome is not None:
@@ -362,7 +395,9 @@ class EngineBase(ABC):
         code: int | None = None,
     ) -> None:
         order.ts_updated = ts
-        self._emit(OrderUpdate(order.account_id, order.snapshot(), execution, ts, ts, fill, code, reason))
+        snapshot = order.snapshot()
+        order.reported = snapshot
+        self._emit(OrderUpdate(order.account_id, snapshot, execution, ts, ts, fill, code, reason))
 
     def _account_update(
         self,

@@ -165,6 +165,17 @@ class ExecutionEngine(EngineBase):
 
     # ---- fills ---------------------------------------------------------------------------------
     def _fill(self, order: SimOrder, tick: int, lots: int, liquidity: LiquiditySide, ts: int) -> None:
+        reducible = self._reducible_lots(order)
+        if reducible is not None and lots > reducible:
+            # The kernel caps a reduce-only order by the position as it was when the row began; another
+            # of our orders filled earlier in the same row (both crossed by one depth update, or hit by
+            # one trade) moved it. The fill is cut to what still reduces, and the order then expires
+            # (the position is flat). The kernel's copy of the book keeps the lots it already took off
+            # the crossing level until the recording next updates that level.
+            lots = reducible
+            if lots <= 0:
+                self._finish(order, OrderStatus.EXPIRED, ExecutionType.EXPIRED, ts, EXPIRED_REDUCE_ONLY)
+                return
         instrument = order.instrument
         account = self.accounts[order.account_id]
         price = instrument.ticks_to_price(tick)

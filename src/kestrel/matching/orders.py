@@ -95,6 +95,7 @@ class SimOrder:
     slot: int = -1
     lock: Lock | None = None
     margin_reserved: Decimal = ZERO
+    reported: OrderSnapshot | None = None  # the snapshot of the last order update the engine emitted
 
     @property
     def market(self) -> Market:
@@ -120,6 +121,13 @@ class SimOrder:
     def works_as_market(self) -> bool:
         """Market orders, and conditional ones that execute as market orders once triggered."""
         return self.order_type in MARKET_LIKE
+
+    def final_snapshot(self) -> OrderSnapshot:
+        """The order as it is now. A terminal order was reported at its last visible change (the engine
+        emits an update whenever status, fills or reasons change), so that report is reused."""
+        if self.reported is not None and self.status.is_terminal:
+            return self.reported
+        return self.snapshot()
 
     def snapshot(self) -> OrderSnapshot:
         return OrderSnapshot(

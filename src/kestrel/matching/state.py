@@ -104,13 +104,18 @@ class KernelBookView:
     scaled integers for code that wants to stay in integers.
     """
 
-    __slots__ = ("_book", "_state", "_sym", "instrument")
+    __slots__ = ("_ask_column", "_bid_column", "_book", "_row", "_state", "_sym", "instrument")
 
     def __init__(self, state: KernelState, sym: int, instrument: Instrument, book: int = 1) -> None:
         self._state = state
         self._sym = sym
         self._book = book
         self.instrument = instrument
+        # the symbol's row of `sym_state` (a view: the array is never replaced) and its best-price
+        # columns, so a strategy's read is one `item()` (callback strategies read these per event)
+        self._row = state.sym_state[sym]
+        self._bid_column = k.S_BEST_BID + 3 * book
+        self._ask_column = k.S_BEST_ASK + 3 * book
 
     @property
     def symbol(self) -> str:
@@ -118,11 +123,13 @@ class KernelBookView:
 
     @property
     def best_bid_tick(self) -> int:
-        return int(self._state.sym_state[self._sym, k.S_BEST_BID + 3 * self._book])
+        tick: int = self._row.item(self._bid_column)
+        return tick
 
     @property
     def best_ask_tick(self) -> int:
-        return int(self._state.sym_state[self._sym, k.S_BEST_ASK + 3 * self._book])
+        tick: int = self._row.item(self._ask_column)
+        return tick
 
     @property
     def best_bid_price(self) -> Decimal | None:
@@ -149,7 +156,8 @@ class KernelBookView:
 
     @property
     def mid(self) -> float | None:
-        bid, ask = self.best_bid_tick, self.best_ask_tick
+        bid: int = self._row.item(self._bid_column)
+        ask: int = self._row.item(self._ask_column)
         if bid == k.NO_PRICE or ask == k.NO_PRICE:
             return None
         return (bid + ask) / 2 * float(self.instrument.tick_size)

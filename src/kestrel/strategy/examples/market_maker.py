@@ -44,6 +44,7 @@ class TopOfBookMaker(Strategy):
         if self.quantity <= 0 or self.max_position < self.quantity or self.interval_ns <= 0:
             raise ConfigurationError("market_maker: need quantity > 0, max_position >= quantity, interval_ms > 0")
         self.position = Decimal(0)
+        self._on_position()
         # our live quote per side: (client id, price tick); a side is None when nothing is working
         self.quotes: dict[Side, tuple[ClientOrderId, int] | None] = {Side.BUY: None, Side.SELL: None}
         self.cancelling: set[ClientOrderId] = set()
@@ -66,13 +67,15 @@ class TopOfBookMaker(Strategy):
         bid, ask = book.best_bid_tick, book.best_ask_tick
         if bid < 0 or ask < 0 or ask <= bid:
             return
-        skew = int(self.position / self.quantity) * self.skew_ticks
-        self._quote(
-            Side.BUY, bid - max(skew, 0) if skew > 0 else bid, self.position + self.quantity <= self.max_position
-        )
-        self._quote(
-            Side.SELL, ask - min(skew, 0) if skew < 0 else ask, self.position - self.quantity >= -self.max_position
-        )
+        skew = self._skew
+        self._quote(Side.BUY, bid - skew if skew > 0 else bid, self._can_buy)
+        self._quote(Side.SELL, ask - skew if skew < 0 else ask, self._can_sell)
+
+    def _on_position(self) -> None:
+        """What the quotes depend on besides the book: derived once per position change, not per tick."""
+        self._skew = int(self.position / self.quantity) * self.skew_ticks
+        self._can_buy = self.position + self.quantity <= self.max_position
+        self._can_sell = self.position - self.quantity >= -self.max_position
 
     def _quote(self, side: Side, tick: int, allowed: bool) -> None:
         current = self.quotes[side]
@@ -103,6 +106,7 @@ class TopOfBookMaker(Strategy):
         if update.fill is not None:
             self.position += update.fill.quantity * update.fill.side.sign
             self.fills += 1
+            self._on_position()
         if update.execution_type in _DONE or (not order.is_open and order.status.is_terminal):
             current = self.quotes[order.side]
             if current is not None and current[0] == order.client_order_id:
