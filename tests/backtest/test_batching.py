@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from kestrel.backtest.data import load_instruments, read_recording
 from kestrel.backtest.driver import Backtest, BacktestResult, BacktestSetup
+from kestrel.core.clock import TimeEvent
 from kestrel.core.enums import Market, OrderType, Side, TimeInForce
 from kestrel.core.events import AggregateTrade, Trade
 from kestrel.core.identifiers import ClientOrderId
@@ -152,3 +154,38 @@ def test_callbacks_of_the_batched_loop_equal_one_by_one_delivery(l2_table: L2Dat
     assert len(batched.fills) > 0
     assert batched.fills_hash() == reference.fills_hash()
     assert batched.callbacks == reference.callbacks
+
+
+class TakerEveryFiveSeconds(Strategy):
+    """Market orders only: every fill happens when an order arrives, none because of market data."""
+
+    name = "taker"
+    defaults: ClassVar[dict[str, object]] = {}
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.side = Side.BUY
+
+    def on_start(self) -> None:
+        self.set_timer("take", 5_000_000_000)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.submit_order(
+            OrderRequest(Market.FUTURES, "BTCUSDT", self.side, OrderType.MARKET, quantity=Decimal("0.002"))
+        )
+        self.side = Side.SELL if self.side is Side.BUY else Side.BUY
+
+
+def test_fills_made_on_an_orders_arrival_are_in_the_result(l2_table: L2Data) -> None:
+    instruments, table = l2_table
+    setup = BacktestSetup(
+        instruments, table, TakerEveryFiveSeconds(), EngineSettings(),
+        OrderLatency(ConstantLatency(10_000_000), ConstantLatency(10_000_000)),
+        futures_balances={"USDT": Decimal(10_000)},
+    )  # fmt: skip
+    result = Backtest(setup).run()
+    filled = [order for order in result.orders if order.filled_quantity > 0]
+    assert len(filled) > 10
+    assert len(result.fills) >= len(filled)  # every taker fill is in the result (they were missing)
+    assert sum(f.quantity for f in result.fills) == sum(o.filled_quantity for o in result.orders)
+    assert {f.client_order_id for f in result.fills} == {o.client_order_id for o in filled}

@@ -123,7 +123,6 @@ class Backtest:
             if callback in subscriptions:
                 self.notify_mask |= flag
         self.venue.set_event_handler(self._on_venue_event)
-        self.fills: list[Fill] = []
         self.equity: list[EquityPoint] = []
         self.callbacks = 0
         self._wants_orders = "on_order_update" in subscriptions
@@ -269,7 +268,7 @@ class Backtest:
         self._call("on_stop", self.strategy.on_stop)
         self.equity.append(self._equity_point(clock.timestamp_ns()))
         return BacktestResult(
-            fills=self.fills,
+            fills=list(venue.exchange_fills),
             orders=[o.final_snapshot() for o in engine.orders.values()],
             equity=self.equity,
             funding=[
@@ -305,10 +304,7 @@ class Backtest:
         return min(times)
 
     def _record(self, events: list[EngineEvent]) -> None:
-        for event in events:
-            if isinstance(event, OrderUpdate) and event.fill is not None and event.account_id == ACCOUNT:
-                self.fills.append(event.fill)
-        self.venue.on_engine_events(events)
+        self.venue.on_engine_events(events)  # the venue keeps every fill (`exchange_fills`)
 
     # ---- valuation ---------------------------------------------------------------------------------
     def _price_in_quote(self, asset: str) -> Decimal | None:

@@ -22,6 +22,7 @@ from kestrel.core.clock import Clock
 from kestrel.core.enums import Market, OrderStatus, OrderType, Side
 from kestrel.core.errors import InvalidOrderError
 from kestrel.core.identifiers import ClientOrderId
+from kestrel.core.orders import Fill
 from kestrel.core.venue import (
     Balance,
     ExecutionType,
@@ -90,6 +91,9 @@ class SimVenue:
         self._queue: list[tuple[int, int, object]] = []  # (due ns, sequence, command or events)
         self._sequence = itertools.count()
         self._last_delivery_ns = 0
+        # every fill of this account at the exchange, in exchange order, whether market data or an
+        # order's own arrival caused it (delivery to the strategy comes a response latency later)
+        self.exchange_fills: list[Fill] = []
         self._handler: VenueEventHandler | None = None
         self._orders: dict[tuple[Market, str, str], OrderSnapshot] = {}
         self._submitted: dict[tuple[Market, str, str], tuple[OrderRequest, int]] = {}  # sent, not yet answered
@@ -219,6 +223,9 @@ class SimVenue:
             self._schedule_delivery(events, max(e.ts_event for e in events))
 
     def _schedule_delivery(self, events: list[EngineEvent], ts_exchange: int) -> None:
+        for event in events:
+            if isinstance(event, OrderUpdate) and event.fill is not None and event.account_id == self.account_id:
+                self.exchange_fills.append(event.fill)
         due = max(self._last_delivery_ns, ts_exchange + self.latency.response.sample())
         self._last_delivery_ns = due
         heapq.heappush(self._queue, (due, next(self._sequence), events))
