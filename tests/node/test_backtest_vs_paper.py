@@ -5,6 +5,7 @@ fills; with another order latency, `kestrel compare` lists the differences."""
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,21 @@ from kestrel.sim.lockstep import CONTROL_PATH
 from kestrel.sim.trading.options import SimAccount, TradingOptions
 from kestrel.strategy.loading import load_strategy
 
-RECORDING = "hftbacktest/usdm/btcusdt_20240718.gz"
+
+@dataclass(frozen=True)
+class Slice:
+    """A window of one shared USD-M recording from its first receive time (SOURCES.md)."""
+
+    recording: str
+    first_ms: int
+    seconds: int
+
+
+QUIET = Slice("hftbacktest/usdm/btcusdt_20240718.gz", 1721347020984, 60)  # 3,648 frames, 27,537 table rows
+BUSY = Slice("hftbacktest/usdm/btcusdt_20240808.gz", 1723161255030, 20)  # 4,391 frames, 22,922 table rows
 KEY = "LockstepKey0123456789"
 SECRET = "LockstepSecret0123456789abcdef"
 ACCOUNT = "node"
-WINDOW_S = 60  # of recording from its start: a few thousand events, a few seconds of wall time
 PARAMS = {"symbol": "BTCUSDT", "interval_ms": "100", "quantity": "0.002", "max_position": "0.01"}
 
 
@@ -53,28 +64,26 @@ def config_for(tmp_path: Path, entry_ms: float, overrides: dict[str, Any] | None
     return load_config(None, overrides=values, env_file=None)
 
 
-def request_for(shared_data: Path, config: KestrelConfig) -> BacktestRequest:
-    first_ns = 1721347020984 * 1_000_000  # the recording's first receive time (SOURCES.md), 23:57:00.984
-    return BacktestRequest(
-        "market_maker", [shared_data / RECORDING], config, ["BTCUSDT"], PARAMS, end_ns=first_ns + WINDOW_S * 10**9
-    )
+def request_for(shared_data: Path, config: KestrelConfig, data: Slice) -> BacktestRequest:
+    end_ns = (data.first_ms + data.seconds * 1000) * 1_000_000
+    return BacktestRequest("market_maker", [shared_data / data.recording], config, ["BTCUSDT"], PARAMS, end_ns=end_ns)
 
 
-def backtest_run(shared_data: Path, tmp_path: Path, entry_ms: float) -> Path:
+def backtest_run(shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float) -> Path:
     config = config_for(tmp_path, entry_ms)
-    prepared = prepare(request_for(shared_data, config))
+    prepared = prepare(request_for(shared_data, config, data))
     result = run_backtest(prepared.setup)
     run_dir = tmp_path / f"backtest-{entry_ms:g}"
     write_run(run_dir, result, prepared.params, prepared.data_files)
     return run_dir
 
 
-async def paper_run(shared_data: Path, tmp_path: Path, entry_ms: float) -> tuple[Path, dict[str, Any]]:
+async def paper_run(shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float) -> tuple[Path, dict[str, Any]]:
     """The same request as the backtest, traded by a paper node over the simulator's sockets."""
     plan_config = config_for(tmp_path, entry_ms)
-    plan = lockstep_plan(request_for(shared_data, plan_config), ACCOUNT)
+    plan = lockstep_plan(request_for(shared_data, plan_config, data), ACCOUNT)
     options = SimulatorOptions(
-        source="replay", replay_files=[shared_data / RECORDING], markets=(Market.FUTURES,), data_dir=shared_data,
+        source="replay", replay_files=[shared_data / data.recording], markets=(Market.FUTURES,), data_dir=shared_data,
         seed=11, trading=TradingOptions(accounts=[SimAccount(name=ACCOUNT, api_key=KEY, api_secret=SECRET)]),
     )  # fmt: skip
     async with MarketSimulator(options, lockstep=plan) as sim:
@@ -101,15 +110,18 @@ def rows(run_dir: Path, name: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("data", "least_orders", "least_fills"), [(QUIET, 8, 3), (BUSY, 30, 10)], ids=["quiet", "busy"]
+)
 async def test_backtest_and_lockstep_paper_run_send_the_same_orders_and_get_the_same_fills(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, tmp_path: Path, data: Slice, least_orders: int, least_fills: int
 ) -> None:
-    backtest = backtest_run(shared_data, tmp_path, entry_ms=10.0)
-    paper, info = await paper_run(shared_data, tmp_path, entry_ms=10.0)
+    backtest = backtest_run(shared_data, tmp_path, data, entry_ms=10.0)
+    paper, info = await paper_run(shared_data, tmp_path, data, entry_ms=10.0)
     assert info["lockstep"]["missing_commands"] == 0
     differences, counts = compare_runs(backtest, paper)
     assert differences == [], "\n".join(str(d) for d in differences[:20])
-    assert counts["orders"] >= 8 and counts["fills"] >= 3, counts
+    assert counts["orders"] >= least_orders and counts["fills"] >= least_fills, counts
     # beyond what compare checks: the client order id sequence maps one to one, in submission order
     backtest_orders, paper_orders = rows(backtest, "orders.csv"), rows(paper, "orders.csv")
     assert len({o["client_order_id"] for o in paper_orders}) == len(paper_orders) == len(backtest_orders)
@@ -125,8 +137,8 @@ async def test_backtest_and_lockstep_paper_run_send_the_same_orders_and_get_the_
 async def test_another_order_latency_makes_compare_list_the_differences(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    backtest = backtest_run(shared_data, tmp_path, entry_ms=10.0)
-    paper, _ = await paper_run(shared_data, tmp_path, entry_ms=250.0)  # the paper order arrives later
+    backtest = backtest_run(shared_data, tmp_path, QUIET, entry_ms=10.0)
+    paper, _ = await paper_run(shared_data, tmp_path, QUIET, entry_ms=250.0)  # the paper orders arrive later
     differences, _ = compare_runs(backtest, paper)
     listed = [str(d) for d in differences]
     assert any(d.kind == "orders" and d.field in ("count", "price", "status") for d in differences), listed

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from kestrel.backtest.data import frame_to_event
 from kestrel.backtest.setup import BacktestRequest, _data_files, _in_window, prepare
+from kestrel.core.enums import Market
 from kestrel.core.errors import ConfigurationError
 from kestrel.core.events import DepthSnapshot
 from kestrel.matching import kernel as k
@@ -36,12 +37,14 @@ def lockstep_plan(request: BacktestRequest, account: str) -> LockstepPlan:
         raise ConfigurationError("lockstep replays raw recordings (L2), not candle files")
     wanted = {symbol.upper() for symbol in request.symbols}
     timed: list[tuple[int, LockstepFrame]] = []
+    snapshots: dict[tuple[Market, str], int] = {}
     for path in _data_files(request.data):
         for frame in read_raw(path):
             event = frame_to_event(frame)
-            if event is None or isinstance(event, DepthSnapshot):
-                continue  # not in the table, or served by REST (GET depth), not streamed
-            if (wanted and event.symbol not in wanted) or not _in_window(event.ts_event, request):
+            if event is None or (wanted and event.symbol not in wanted) or not _in_window(event.ts_event, request):
+                continue  # not in the table
+            if isinstance(event, DepthSnapshot):  # served by REST (GET depth) from its local time on
+                snapshots.setdefault((event.market, event.symbol), event.ts_event + feed_ns)
                 continue
             timed.append((event.ts_event, LockstepFrame(event.ts_event + feed_ns, frame)))
     timed.sort(key=lambda item: item[0])  # stable, as the table's rows
@@ -57,5 +60,6 @@ def lockstep_plan(request: BacktestRequest, account: str) -> LockstepPlan:
         account=account,
         spot_balances={asset: Decimal(amount) for asset, amount in setup.spot_balances.items()},
         futures_balances={asset: Decimal(amount) for asset, amount in setup.futures_balances.items()},
+        snapshot_local_ns=snapshots,
         drain_after_ns=setup.drain_after_ns,
     )

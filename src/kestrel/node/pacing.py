@@ -117,7 +117,8 @@ class LockstepPacer:
         )
 
     async def _settle(self, node: TradingNode, step: dict[str, Any], market_base: int, user_base: int) -> None:
-        market_frames, user_frames, answers = int(step["market_frames"]), int(step["user_frames"]), int(step["answers"])
+        market_frames, user_frames = int(step["market_frames"]), int(step["user_frames"])
+        answers, snapshots = int(step["answers"]), int(step["snapshots"])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         spins = 0
@@ -125,7 +126,7 @@ class LockstepPacer:
             node.feed.messages - market_base < market_frames
             or self._user_frames(node) - user_base < user_frames
             or self.answers_taken < answers
-            or self._snapshot_in_flight(node)
+            or (self._snapshot_in_flight(node) and node.feed.snapshots_requested <= snapshots)
         ):
             if loop.time() > deadline:
                 raise LockstepError(

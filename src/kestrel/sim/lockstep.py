@@ -89,6 +89,9 @@ class LockstepPlan:
     account: str = "lockstep"
     spot_balances: Mapping[str, Decimal] = field(default_factory=dict)
     futures_balances: Mapping[str, Decimal] = field(default_factory=dict)
+    # when the backtest's strategy side sees each symbol's recorded depth snapshot (its local time);
+    # REST depth is answered from then on, so the node's book starts when the backtest's does
+    snapshot_local_ns: Mapping[tuple[Market, str], int] = field(default_factory=dict)
     drain_after_ns: int = 5 * 1_000_000_000  # as the backtest: answers in flight when the data ends
     ack_timeout_s: float = 30.0  # the client must answer a step within this (wall) time
     command_wait_s: float = 2.0  # announced requests that do not come within this are given up
@@ -101,6 +104,7 @@ class LockstepCounters:
     user_frames: int = 0
     commands: int = 0
     answers_released: int = 0
+    snapshots: int = 0  # REST depth answers released
     missing_commands: int = 0  # announced by an ack, never received (should stay 0)
 
 
@@ -140,6 +144,7 @@ class LockstepSession:
         self._set_time = set_time
         self._client_ready = client_ready
         self._held: dict[str, deque[_Held]] = {}
+        self._depth_waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._received = asyncio.Event()
         self._client: web.WebSocketResponse | None = None
         self.finished = asyncio.Event()
@@ -181,6 +186,26 @@ class LockstepSession:
         if update.execution_type is ExecutionType.REJECTED:
             raise BinanceError(update.code or -1013, update.reason or "rejected")
         return update
+
+    async def depth_gate(self, market: Market, symbol: str) -> None:
+        """REST depth for `symbol` waits until the run reaches the snapshot's local time."""
+        due = self.plan.snapshot_local_ns.get((market, symbol))
+        if due is None or due <= self.clock.timestamp_ns():
+            self.counters.snapshots += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._depth_waiting.append((due, waiter))
+        await waiter
+
+    def _release_depth(self, now_ns: int) -> None:
+        waiting = []
+        for due, waiter in self._depth_waiting:
+            if due <= now_ns:
+                self.counters.snapshots += 1
+                waiter.set_result(None)
+            else:
+                waiting.append((due, waiter))
+        self._depth_waiting = waiting
 
     @property
     def held_requests(self) -> int:
@@ -274,6 +299,7 @@ class LockstepSession:
                 position += 1
             self.clock.advance_to(stop)
             self._set_time(stop)
+            self._release_depth(stop)
             self.counters.steps += 1
             self.counters.user_frames = self._user_frames_sent() - user_base
             step = {
@@ -282,6 +308,7 @@ class LockstepSession:
                 "market_frames": self.counters.market_frames,
                 "user_frames": self.counters.user_frames,
                 "answers": self.counters.answers_released,
+                "snapshots": self.counters.snapshots,
             }
             await ws.send_bytes(orjson.dumps(step))
             ack = await self._receive(ws)
@@ -300,6 +327,7 @@ class LockstepSession:
             "market_frames": self.counters.market_frames,
             "user_frames": self.counters.user_frames,
             "answers": self.counters.answers_released,
+            "snapshots": self.counters.snapshots,
         }
         await ws.send_bytes(orjson.dumps(end))
 
@@ -334,5 +362,6 @@ class LockstepSession:
             "user_frames": counters.user_frames,
             "commands": counters.commands,
             "answers_released": counters.answers_released,
+            "snapshots": counters.snapshots,
             "missing_commands": counters.missing_commands,
         }

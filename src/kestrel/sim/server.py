@@ -145,6 +145,7 @@ class MarketSimulator:
             client_ready=source.depth_subscribed,
         )
         desk.use_lockstep(session)
+        self.state.depth_gate = session.depth_gate
         return session
 
     def _data_dir(self, required: bool) -> Any:
