@@ -135,15 +135,21 @@ async def test_an_order_is_stamped_at_the_step_plus_entry_latency_and_answered_a
         assert bid is not None
         params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTX", "quantity": "0.002",
                   "price": f"{bid - 50:.1f}", "newClientOrderId": "lockstep-1"}  # fmt: skip
+        # a request refused by validation is answered at once, and counted as sent and answered
+        bad = signed_query({**params, "type": "BOGUS"}, SECRET, sent_ns // NANOS_PER_MILLI, 5000)
+        async with session.post(f"{sim.rest_url}/fapi/v1/order?{bad}", headers={"X-MBX-APIKEY": KEY}) as refused:
+            assert refused.status == 400
+        counters = sim.lockstep.counters  # type: ignore[union-attr]
+        assert (counters.commands, counters.answers_released) == (1, 1)
         query = signed_query(params, SECRET, sent_ns // NANOS_PER_MILLI, 5000)
         answer = asyncio.ensure_future(
             session.post(f"{sim.rest_url}/fapi/v1/order?{query}", headers={"X-MBX-APIKEY": KEY})
         )
-        while sim.lockstep.counters.commands < 1:  # type: ignore[union-attr]
+        while counters.commands < 2:
             await asyncio.sleep(0.005)
         steps = []
         while not answer.done():
-            step = await ack(control, step, commands=1)
+            step = await ack(control, step, commands=2)
             steps.append(step)
             await asyncio.sleep(0.02)
         response = answer.result()
@@ -151,9 +157,10 @@ async def test_an_order_is_stamped_at_the_step_plus_entry_latency_and_answered_a
         assert response.status == 200 and body["status"] == "NEW" and body["clientOrderId"] == "lockstep-1"
         arrival_ms = (sent_ns + ENTRY_MS * NANOS_PER_MILLI) // NANOS_PER_MILLI
         assert body["updateTime"] == arrival_ms  # exchange time = step time + entry latency
-        released = next(s for s in steps if s["answers"] == 1)
+        released = next(s for s in steps if s["answers"] == 2)
         assert released["ts_ns"] >= sent_ns + (ENTRY_MS + RESPONSE_MS) * NANOS_PER_MILLI  # held until delivered
-        assert all(s["answers"] == 0 for s in steps[: steps.index(released)])
+        assert all(s["answers"] == 1 for s in steps[: steps.index(released)])
+        assert counters.missing_commands == 0
 
 
 async def test_refusals_name_the_problem(shared_data: Path) -> None:

@@ -65,6 +65,7 @@ from kestrel.sim.rest import BinanceError
 log = get_logger(__name__)
 
 CONTROL_PATH = "/sim/lockstep"
+PACED_ENDPOINTS = frozenset({"new_order", "cancel_order"})  # the client's `kestrel.node.pacing.ORDER_ENDPOINTS`
 _ANSWER_TYPES = frozenset({ExecutionType.CANCELED, ExecutionType.REJECTED})
 
 
@@ -173,6 +174,18 @@ class LockstepSession:
         held = self._hold("cancel", client_order_id)
         self.venue.cancel_order(market, symbol, ClientOrderId(client_order_id))
         return await self._answer(held)
+
+    @staticmethod
+    def paces(endpoint: str, market: Market | None) -> bool:
+        """The requests a lockstep client counts (its order requests): USD-M new order and cancel."""
+        return market is Market.FUTURES and endpoint in PACED_ENDPOINTS
+
+    def count_immediate(self) -> None:
+        """A paced request answered at once (refused by validation, or not routed through lockstep):
+        it counts as sent and answered, as the client counts it."""
+        self.counters.commands += 1
+        self.counters.answers_released += 1
+        self._received.set()
 
     def _hold(self, kind: str, client_order_id: str) -> _Held:
         held = _Held(kind, asyncio.get_running_loop().create_future())

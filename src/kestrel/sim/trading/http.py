@@ -113,6 +113,17 @@ def trading_route(
     max_window = desk.options.spot_max_recv_window_ms if market is Market.SPOT else 10**12
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        lockstep = desk.lockstep
+        if lockstep is None or not lockstep.paces(endpoint.name, market):
+            return await answer(request)
+        held_before = lockstep.counters.commands
+        try:
+            return await answer(request)
+        finally:  # answered at once (refused before reaching the engine): the client counts it too
+            if lockstep.counters.commands == held_before:
+                lockstep.count_immediate()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         raw = await read_request(request)
         account = _authenticate(desk, endpoint, raw, market, max_window)
         call = Call(desk, endpoint, market, raw.params, account, desk.sync())
