@@ -69,8 +69,10 @@ def request_for(shared_data: Path, config: KestrelConfig, data: Slice) -> Backte
     return BacktestRequest("market_maker", [shared_data / data.recording], config, ["BTCUSDT"], PARAMS, end_ns=end_ns)
 
 
-def backtest_run(shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float) -> Path:
-    config = config_for(tmp_path, entry_ms)
+def backtest_run(
+    shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float, matching: dict[str, Any] | None = None
+) -> Path:
+    config = config_for(tmp_path, entry_ms, {"matching": matching or {}})
     prepared = prepare(request_for(shared_data, config, data))
     result = run_backtest(prepared.setup)
     run_dir = tmp_path / f"backtest-{entry_ms:g}"
@@ -78,9 +80,11 @@ def backtest_run(shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float
     return run_dir
 
 
-async def paper_run(shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float) -> tuple[Path, dict[str, Any]]:
+async def paper_run(
+    shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float, matching: dict[str, Any] | None = None
+) -> tuple[Path, dict[str, Any]]:
     """The same request as the backtest, traded by a paper node over the simulator's sockets."""
-    plan_config = config_for(tmp_path, entry_ms)
+    plan_config = config_for(tmp_path, entry_ms, {"matching": matching or {}})
     plan = lockstep_plan(request_for(shared_data, plan_config, data), ACCOUNT)
     options = SimulatorOptions(
         source="replay", replay_files=[shared_data / data.recording], markets=(Market.FUTURES,), data_dir=shared_data,
@@ -92,7 +96,7 @@ async def paper_run(shared_data: Path, tmp_path: Path, data: Slice, entry_ms: fl
             "futures": {"rest_url": sim.rest_url, "ws_url": sim.futures_ws_url},
             "api_key": KEY, "api_secret": SECRET,
         }  # fmt: skip
-        config = config_for(tmp_path / "paper", entry_ms, {"venue": venue})
+        config = config_for(tmp_path / "paper", entry_ms, {"venue": venue, "matching": matching or {}})
         clock = LockstepClock(plan.start_ns)
         pacer = LockstepPacer(sim.rest_url.replace("http://", "ws://") + CONTROL_PATH, clock)
         strategy = load_strategy("market_maker", PARAMS)
@@ -109,15 +113,25 @@ def rows(run_dir: Path, name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+# seeded random order latencies: the same draws in both runs, since lockstep hands commands to
+# SimVenue in the node's send order
+RANDOM = {
+    "order_entry_latency": {"model": "lognormal", "median_ms": 10.0, "sigma": 0.8},
+    "order_response_latency": {"model": "normal", "mean_ms": 8.0, "std_ms": 4.0},
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("data", "least_orders", "least_fills"), [(QUIET, 8, 3), (BUSY, 30, 10)], ids=["quiet", "busy"]
+    ("data", "matching", "least_orders", "least_fills"),
+    [(QUIET, {}, 8, 3), (BUSY, {}, 30, 10), (BUSY, RANDOM, 30, 10)],
+    ids=["quiet", "busy", "busy-random-latency"],
 )
 async def test_backtest_and_lockstep_paper_run_send_the_same_orders_and_get_the_same_fills(
-    shared_data: Path, tmp_path: Path, data: Slice, least_orders: int, least_fills: int
+    shared_data: Path, tmp_path: Path, data: Slice, matching: dict[str, Any], least_orders: int, least_fills: int
 ) -> None:
-    backtest = backtest_run(shared_data, tmp_path, data, entry_ms=10.0)
-    paper, info = await paper_run(shared_data, tmp_path, data, entry_ms=10.0)
+    backtest = backtest_run(shared_data, tmp_path, data, entry_ms=10.0, matching=matching)
+    paper, info = await paper_run(shared_data, tmp_path, data, entry_ms=10.0, matching=matching)
     assert info["lockstep"]["missing_commands"] == 0
     differences, counts = compare_runs(backtest, paper)
     assert differences == [], "\n".join(str(d) for d in differences[:20])

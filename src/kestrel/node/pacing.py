@@ -73,6 +73,7 @@ class LockstepPacer:
         self._task: asyncio.Task[None] | None = None
         self.requests_sent = 0  # order requests (new, cancel) written by the venue
         self.answers_taken = 0  # their answers, processed
+        self._sent_order: list[list[str]] = []  # this step's requests, in the order they were written
 
     def start(self, node: TradingNode) -> None:
         """Begin pacing `node` (called once the node has started: its feed and venue are connected)."""
@@ -91,6 +92,8 @@ class LockstepPacer:
             if request.endpoint not in ORDER_ENDPOINTS:
                 return await call(request, weight)
             self.requests_sent += 1
+            client_id = request.params.get("newClientOrderId") or request.params.get("origClientOrderId")
+            self._sent_order.append([request.endpoint, str(client_id)])
             try:
                 return await call(request, weight)
             finally:
@@ -171,7 +174,9 @@ class LockstepPacer:
                         "ts_ns": data["ts_ns"],
                         "commands": self.requests_sent,
                         "next_timer_ns": self.clock.next_timer_ns(),
+                        "order": self._sent_order,
                     }
+                    self._sent_order = []
                     await ws.send_bytes(orjson.dumps(ack))
         except (LockstepError, aiohttp.ClientError, TimeoutError) as error:
             self.error = str(error) or type(error).__name__

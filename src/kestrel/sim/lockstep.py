@@ -23,8 +23,9 @@ The step loop, at each stop time t (the earliest of: the next market frame's loc
    market and user-stream frame sent since the client's hello, A the REST order answers released;
 4. the client waits until it has processed M market frames, U user frames and A answers,
    moves its clock to t (its timers fire, its strategy sends orders), and answers
-   `{"op": "ack", "ts_ns": t, "commands": C, "next_timer_ns": T}`: C order requests sent since hello;
-5. the simulator waits for those C requests: each is handed to `SimVenue` as sent at t;
+   `{"op": "ack", "ts_ns": t, "commands": C, "next_timer_ns": T, "order": [[endpoint, client id], ...]}`:
+   C order requests sent since hello, `order` this step's in the order they were sent;
+5. the simulator waits for those C requests and hands them to `SimVenue` as sent at t, in that order;
 6. commands due by t reach the engine, answers due by t are released (user stream + held REST
    bodies): after the timers, in the backtest driver's order at one instant.
 
@@ -146,6 +147,10 @@ class LockstepSession:
         self._client_ready = client_ready
         self._held: dict[str, deque[_Held]] = {}
         self._depth_waiting: list[tuple[int, asyncio.Future[None]]] = []
+        # commands received during a step, handed to SimVenue once the ack gives the client's send order
+        # (requests on separate HTTP connections may arrive in any order; the latency samples and the
+        # engine's order ids follow the order of SimVenue calls)
+        self._pending: list[tuple[tuple[str, str], Callable[[], object]]] = []
         self._received = asyncio.Event()
         self._client: web.WebSocketResponse | None = None
         self.finished = asyncio.Event()
@@ -165,14 +170,15 @@ class LockstepSession:
         if not request.client_order_id:
             raise BinanceError(-1102, "lockstep needs newClientOrderId on every order")
         held = self._hold("submit", request.client_order_id)
-        self.venue.submit_order(request)
+        self._pending.append((("new_order", request.client_order_id), lambda: self.venue.submit_order(request)))
         return await self._answer(held)
 
     async def cancel(self, account_id: str, market: Market, symbol: str, client_order_id: str) -> OrderUpdate:
         """Cancel as sent now; the answer is the cancel's own outcome (CANCELED or the refusal)."""
         self.check_account(account_id)
         held = self._hold("cancel", client_order_id)
-        self.venue.cancel_order(market, symbol, ClientOrderId(client_order_id))
+        command = ("cancel_order", client_order_id)
+        self._pending.append((command, lambda: self.venue.cancel_order(market, symbol, ClientOrderId(client_order_id))))
         return await self._answer(held)
 
     @staticmethod
@@ -330,6 +336,7 @@ class LockstepSession:
             timer = ack.get("next_timer_ns")
             next_timer = int(timer) if isinstance(timer, int) else None
             await self._wait_commands(int(ack.get("commands", 0)))
+            self._send_pending(ack.get("order"))
             # after the client's timers, as the backtest driver (`advance_to` fires them before
             # `process_due`): a command sent now arrives later (entry latency), answers due now go out
             venue.process_due(stop)
@@ -366,6 +373,15 @@ class LockstepSession:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._received.wait(), remaining)
+
+    def _send_pending(self, order: object) -> None:
+        """The step's commands to SimVenue (sent at the step's time) in the client's send order."""
+        pending, self._pending = self._pending, []
+        if isinstance(order, list):
+            rank = {(str(kind), str(client_id)): index for index, (kind, client_id) in enumerate(order)}
+            pending.sort(key=lambda item: rank.get(item[0], len(rank)))  # stable: the unnamed keep arrival order
+        for _, send in pending:
+            send()
 
     def stats(self) -> dict[str, int]:
         counters = self.counters
