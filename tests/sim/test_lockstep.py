@@ -177,3 +177,14 @@ async def test_refusals_name_the_problem(shared_data: Path) -> None:
         refused = orjson.loads((await second.receive(timeout=5)).data)
         assert refused == {"op": "error", "msg": "a lockstep client is already connected"}
         await second.close()
+        # order endpoints that would bypass SimVenue's latencies are refused, not served another way
+        now_ms = plan.start_ns // NANOS_PER_MILLI
+        modify = {"symbol": "BTCUSDT", "origClientOrderId": "x", "side": "BUY", "quantity": "0.002", "price": "1"}
+        cancel = {"symbol": "BTCUSDT", "orderId": "1"}
+        for method, params in (("PUT", modify), ("DELETE", cancel)):
+            query = signed_query(params, SECRET, now_ms, 5000)
+            async with session.request(
+                method, f"{sim.rest_url}/fapi/v1/order?{query}", headers={"X-MBX-APIKEY": KEY}
+            ) as response:
+                body = await response.json()
+                assert response.status == 400 and body["code"] == -1000 and "lockstep mode" in body["msg"], body

@@ -85,7 +85,9 @@ async def cancel_order(call: Call) -> dict[str, Any]:
     desk = call.desk
     symbol = call.required_symbol()
     order_id, client_id = _ids(call)
-    if desk.lockstep is not None and client_id is not None:  # the cancel's own outcome, when delivered
+    if desk.lockstep is not None:  # the cancel's own outcome, when delivered
+        if client_id is None:
+            raise BinanceError(-1000, "lockstep mode cancels by origClientOrderId only")
         update = await desk.lockstep.cancel(call.account_id, FUTURES, symbol, client_id)
         desk.counters.cancels += 1
         return _body(call, update.order)

@@ -106,6 +106,9 @@ def _fault_response(status: int, placed: bool = False) -> web.Response:
     return json_response({"code": code, "msg": message}, status=status)
 
 
+LOCKSTEP_ONLY = "lockstep mode trades USD-M regular orders only (new order, cancel by origClientOrderId)"
+
+
 def trading_route(
     desk: TradingDesk, endpoint: Endpoint, handler: Handler
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -115,6 +118,8 @@ def trading_route(
     async def handle(request: web.Request) -> web.StreamResponse:
         lockstep = desk.lockstep
         if lockstep is None or not lockstep.paces(endpoint.name, market):
+            if lockstep is not None and endpoint.orders:  # would bypass SimVenue's latencies: refuse
+                return json_response({"code": -1000, "msg": LOCKSTEP_ONLY}, status=400)
             return await answer(request)
         held_before = lockstep.counters.commands
         try:
