@@ -296,7 +296,8 @@ class LockstepSession:
         plan, venue, engine = self.plan, self.venue, self.engine
         frames = plan.frames
         position = 0
-        end_of_data = max(frames[-1].ts_local_ns, int(plan.table.rows[-1, k.COL_TS_LOCAL]) if len(plan.table) else 0)
+        # the backtest driver's horizon: the table's last local time + the drain, not reached
+        end_of_data = int(plan.table.rows[-1, k.COL_TS_LOCAL]) if len(plan.table) else frames[-1].ts_local_ns
         hard_stop = end_of_data + plan.drain_after_ns
         user_base = self._user_frames_sent()
         next_timer: int | None = None
@@ -309,7 +310,7 @@ class LockstepSession:
                 break
             # frames before the table's first row (diffs a snapshot will cover) go out at the start
             stop = max(min(due), self.clock.timestamp_ns())
-            if stop > hard_stop:
+            if stop >= hard_stop:
                 break
             self._advance_engine(stop)
             while position < len(frames) and frames[position].ts_local_ns <= stop:
