@@ -8,7 +8,7 @@ import csv
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -20,12 +20,15 @@ from kestrel.backtest.setup import BacktestRequest, prepare
 from kestrel.cli import main
 from kestrel.config.loading import load_config
 from kestrel.config.models import KestrelConfig
-from kestrel.core.enums import Market
+from kestrel.core.enums import Market, OrderType, Side, TimeInForce
+from kestrel.core.identifiers import ClientOrderId
+from kestrel.core.venue import BookView, OrderRequest, OrderUpdate
 from kestrel.node import TradingNode, VenueKind
 from kestrel.node.pacing import LockstepClock, LockstepPacer
 from kestrel.sim import MarketSimulator, SimulatorOptions
 from kestrel.sim.lockstep import CONTROL_PATH
 from kestrel.sim.trading.options import SimAccount, TradingOptions
+from kestrel.strategy.base import Strategy
 from kestrel.strategy.loading import load_strategy
 
 
@@ -64,16 +67,27 @@ def config_for(tmp_path: Path, entry_ms: float, overrides: dict[str, Any] | None
     return load_config(None, overrides=values, env_file=None)
 
 
-def request_for(shared_data: Path, config: KestrelConfig, data: Slice) -> BacktestRequest:
+MAKER = ("market_maker", PARAMS)
+CHASER = ("tests.node.test_backtest_vs_paper:BookChaser", {})
+Spec = tuple[str, dict[str, str]]
+
+
+def request_for(shared_data: Path, config: KestrelConfig, data: Slice, strategy: Spec = MAKER) -> BacktestRequest:
     end_ns = (data.first_ms + data.seconds * 1000) * 1_000_000
-    return BacktestRequest("market_maker", [shared_data / data.recording], config, ["BTCUSDT"], PARAMS, end_ns=end_ns)
+    name, params = strategy
+    return BacktestRequest(name, [shared_data / data.recording], config, ["BTCUSDT"], params, end_ns=end_ns)
 
 
 def backtest_run(
-    shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float, matching: dict[str, Any] | None = None
+    shared_data: Path,
+    tmp_path: Path,
+    data: Slice,
+    entry_ms: float,
+    matching: dict[str, Any] | None = None,
+    strategy: Spec = MAKER,
 ) -> Path:
     config = config_for(tmp_path, entry_ms, {"matching": matching or {}})
-    prepared = prepare(request_for(shared_data, config, data))
+    prepared = prepare(request_for(shared_data, config, data, strategy))
     result = run_backtest(prepared.setup)
     run_dir = tmp_path / f"backtest-{entry_ms:g}"
     write_run(run_dir, result, prepared.params, prepared.data_files)
@@ -81,11 +95,16 @@ def backtest_run(
 
 
 async def paper_run(
-    shared_data: Path, tmp_path: Path, data: Slice, entry_ms: float, matching: dict[str, Any] | None = None
+    shared_data: Path,
+    tmp_path: Path,
+    data: Slice,
+    entry_ms: float,
+    matching: dict[str, Any] | None = None,
+    strategy: Spec = MAKER,
 ) -> tuple[Path, dict[str, Any]]:
     """The same request as the backtest, traded by a paper node over the simulator's sockets."""
     plan_config = config_for(tmp_path, entry_ms, {"matching": matching or {}})
-    plan = lockstep_plan(request_for(shared_data, plan_config, data), ACCOUNT)
+    plan = lockstep_plan(request_for(shared_data, plan_config, data, strategy), ACCOUNT)
     options = SimulatorOptions(
         source="replay", replay_files=[shared_data / data.recording], markets=(Market.FUTURES,), data_dir=shared_data,
         seed=11, trading=TradingOptions(accounts=[SimAccount(name=ACCOUNT, api_key=KEY, api_secret=SECRET)]),
@@ -99,8 +118,9 @@ async def paper_run(
         config = config_for(tmp_path / "paper", entry_ms, {"venue": venue, "matching": matching or {}})
         clock = LockstepClock(plan.start_ns)
         pacer = LockstepPacer(sim.rest_url.replace("http://", "ws://") + CONTROL_PATH, clock)
-        strategy = load_strategy("market_maker", PARAMS)
-        node = TradingNode(config, strategy, mode="paper", venue_kind=VenueKind.BINANCE, clock=clock, pacer=pacer)
+        node = TradingNode(
+            config, load_strategy(*strategy), mode="paper", venue_kind=VenueKind.BINANCE, clock=clock, pacer=pacer
+        )
         await node.run()
         stats = sim.stats()
     assert pacer.error is None, pacer.error
@@ -123,15 +143,26 @@ RANDOM = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("data", "matching", "least_orders", "least_fills"),
-    [(QUIET, {}, 8, 3), (BUSY, {}, 30, 10), (BUSY, RANDOM, 30, 10)],
-    ids=["quiet", "busy", "busy-random-latency"],
+    ("data", "matching", "strategy", "least_orders", "least_fills"),
+    [
+        (QUIET, {}, MAKER, 8, 3),
+        (BUSY, {}, MAKER, 30, 10),
+        (BUSY, RANDOM, MAKER, 30, 10),
+        (BUSY, {}, CHASER, 15, 5),
+    ],
+    ids=["quiet", "busy", "busy-random-latency", "busy-book-driven"],
 )
 async def test_backtest_and_lockstep_paper_run_send_the_same_orders_and_get_the_same_fills(
-    shared_data: Path, tmp_path: Path, data: Slice, matching: dict[str, Any], least_orders: int, least_fills: int
+    shared_data: Path,
+    tmp_path: Path,
+    data: Slice,
+    matching: dict[str, Any],
+    strategy: Spec,
+    least_orders: int,
+    least_fills: int,
 ) -> None:
-    backtest = backtest_run(shared_data, tmp_path, data, entry_ms=10.0, matching=matching)
-    paper, info = await paper_run(shared_data, tmp_path, data, entry_ms=10.0, matching=matching)
+    backtest = backtest_run(shared_data, tmp_path, data, 10.0, matching, strategy)
+    paper, info = await paper_run(shared_data, tmp_path, data, 10.0, matching, strategy)
     assert info["lockstep"]["missing_commands"] == 0
     differences, counts = compare_runs(backtest, paper)
     assert differences == [], "\n".join(str(d) for d in differences[:20])
@@ -160,3 +191,39 @@ async def test_another_order_latency_makes_compare_list_the_differences(
     assert main(["compare", str(backtest), str(paper), "--limit", "1000"]) == 1
     printed = capsys.readouterr().out.splitlines()
     assert printed[:-1] == listed and printed[-1] == f"{len(listed)} difference(s)"
+
+
+class BookChaser(Strategy):
+    """Reacts to the book, not to a timer: one post-only order at the touch (a bid when flat or short,
+    an ask when long), cancelled as soon as the touch leaves its price."""
+
+    name = "book_chaser"
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.working: tuple[ClientOrderId, Decimal] | None = None
+        self.cancelling = False
+        self.position = Decimal(0)
+
+    def on_book(self, book: BookView) -> None:
+        bid, ask = book.best_bid_price, book.best_ask_price
+        if bid is None or ask is None:
+            return
+        if self.working is None:
+            side = Side.BUY if self.position <= 0 else Side.SELL
+            price = Decimal(str(bid if side is Side.BUY else ask))
+            request = OrderRequest(Market.FUTURES, book.symbol, side, OrderType.LIMIT, quantity=Decimal("0.002"),
+                                   price=price, time_in_force=TimeInForce.GTX)  # fmt: skip
+            self.working = (self.submit_order(request), price)
+        elif not self.cancelling and self.working[1] not in (Decimal(str(bid)), Decimal(str(ask))):
+            self.cancelling = True
+            self.cancel_order(Market.FUTURES, book.symbol, self.working[0])
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        if update.fill is not None:
+            self.position += update.fill.quantity * update.fill.side.sign
+        order = update.order
+        if self.working is not None and order.client_order_id == self.working[0] and order.status.is_terminal:
+            self.working = None
+            self.cancelling = False
