@@ -18,10 +18,12 @@ The step loop, at each stop time t (the earliest of: the next market frame's loc
 
 1. the engine runs every row up to t (market data at exchange time, fills of resting orders);
 2. the market frames whose local time is t are published on the market-data streams;
-3. `{"op": "step", "ts_ns": t, "market_frames": M, "user_frames": U, "answers": A}` goes to the client
-   on the control socket (`GET /sim/lockstep`, a WebSocket on the REST port): M and U count every
-   market and user-stream frame sent since the client's hello, A the REST order answers released;
-4. the client waits until it has processed M market frames, U user frames and A answers,
+3. `{"op": "step", "ts_ns": t, "market_frames": M, "user_frames": U, "answers": A, "snapshots": S}`
+   goes to the client on the control socket (`GET /sim/lockstep`, a WebSocket on the REST port): M and
+   U count every market and user-stream frame sent since the client's hello, A the REST order answers
+   released, S the REST depth answers released (a snapshot is served from its local time on, when the
+   backtest's book starts);
+4. the client waits until it has processed M market frames, U user frames, A answers and S snapshots,
    moves its clock to t (its timers fire, its strategy sends orders), and answers
    `{"op": "ack", "ts_ns": t, "commands": C, "next_timer_ns": T, "order": [[endpoint, client id], ...]}`:
    C order requests sent since hello, `order` this step's in the order they were sent;
