@@ -1,9 +1,12 @@
 """Compare two runs' orders and fills (`kestrel compare RUN_A RUN_B`).
 
 A backtest and a paper run of the same strategy on the same recording should send the same orders and
-get the same fills; this lists every difference. Orders are matched by position in submission order and
-fills by position in execution order, since client order ids and clocks differ between modes (a
-backtest stamps exchange time, a paper run the wall clock): ids and timestamps are not compared.
+get the same fills; this lists every difference. Orders are matched by position in submission order
+(creation time at the millisecond, then exchange order id) and fills by position in execution order,
+since client order ids and clocks differ between modes (a backtest names orders `bt-N` and stamps
+nanoseconds, a node hashes intent ids and reads whole milliseconds off the wire): ids and timestamps
+are not compared. A paper run in the simulator's lockstep mode (docs/lockstep.md) is expected to match
+its backtest exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from kestrel.core.errors import DataError
+
+NANOS_PER_MILLI = 1_000_000
 
 ORDER_KEYS = ("market", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force",
               "reduce_only", "status", "filled_quantity", "average_price")  # fmt: skip
@@ -42,8 +47,22 @@ def _rows(run_dir: Path, name: str) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     if name == "orders.csv":
-        rows.sort(key=lambda row: int(row.get("ts_created") or 0))  # stable: keeps submission order on ties
+        rows.sort(key=_submission_order)
     return rows
+
+
+def _integer(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def _submission_order(row: dict[str, str]) -> tuple[int, int]:
+    """Creation time at the millisecond (what the wire carries: a paper run's times are whole ms), then
+    the exchange's order id, which it gives in arrival order. The sort is stable, so orders refused
+    before getting an id (0) keep the run's own order among themselves."""
+    return _integer(row.get("ts_created")) // NANOS_PER_MILLI, _integer(row.get("order_id"))
 
 
 def _same(a: str, b: str) -> bool:

@@ -23,7 +23,7 @@ from kestrel.core.errors import StrategyError
 from kestrel.core.events import FundingRate, Kline, MarkPrice
 from kestrel.core.instrument import Instrument
 from kestrel.core.orders import Fill
-from kestrel.core.venue import AccountUpdate, BookView, OrderSnapshot, OrderUpdate, VenueEvent
+from kestrel.core.venue import AccountUpdate, BookView, ExecutionType, OrderSnapshot, OrderUpdate, VenueEvent
 from kestrel.matching import kernel as k
 from kestrel.matching.engine import EngineEvent, EngineSettings, MatchingEngine
 from kestrel.matching.latency import OrderLatency
@@ -125,6 +125,7 @@ class Backtest:
         self.venue.set_event_handler(self._on_venue_event)
         self.equity: list[EquityPoint] = []
         self.callbacks = 0
+        self.refused: list[OrderSnapshot] = []
         self._wants_orders = "on_order_update" in subscriptions
         self._wants_account = "on_account_update" in subscriptions
 
@@ -140,6 +141,8 @@ class Backtest:
 
     def _on_venue_event(self, event: VenueEvent) -> None:
         if isinstance(event, OrderUpdate):
+            if event.execution_type is ExecutionType.REJECTED and not event.order.order_id:
+                self.refused.append(event.order)  # refused on arrival: never in the engine's orders
             if self._wants_orders:
                 self._call("on_order_update", self.strategy.on_order_update, event)
         elif isinstance(event, AccountUpdate) and self._wants_account:
@@ -269,7 +272,7 @@ class Backtest:
         self.equity.append(self._equity_point(clock.timestamp_ns()))
         return BacktestResult(
             fills=list(venue.exchange_fills),
-            orders=[o.final_snapshot() for o in engine.orders.values()],
+            orders=[o.final_snapshot() for o in engine.orders.values()] + self.refused,
             equity=self.equity,
             funding=[
                 (ts, symbol, amount) for ts, account, symbol, amount in engine.funding_payments if account == ACCOUNT

@@ -57,6 +57,7 @@ from kestrel.matching.engine import EngineSettings, MatchingEngine
 from kestrel.matching.settings import engine_settings, order_latency
 from kestrel.matching.venue import SimVenue
 from kestrel.node.books import LiveBookView
+from kestrel.node.pacing import LockstepPacer
 from kestrel.node.records import write_node_run
 from kestrel.node.wallet import WalletKeeper
 from kestrel.risk.limits import RiskEngine
@@ -143,9 +144,12 @@ class TradingNode:
         clock: LiveClock | None = None,
         status: Callable[[str], None] | None = None,
         status_interval_s: float = 1.0,
+        pacer: LockstepPacer | None = None,
     ) -> None:
         if mode == "live" and venue_kind is not VenueKind.BINANCE:
             raise ConfigurationError("live trading needs the Binance venue (simulated fills are paper only)")
+        if pacer is not None and (mode == "live" or venue_kind is not VenueKind.BINANCE):
+            raise ConfigurationError("lockstep pacing is a paper test mode against the simulator's Binance API")
         self.config = config
         self.strategy = strategy
         self.mode = mode
@@ -172,6 +176,7 @@ class TradingNode:
         self.run_dir: Path | None = None
         self._started_ns = 0
         self._stopping = asyncio.Event()
+        self.pacer = pacer  # the simulator's lockstep test mode only (kestrel.node.pacing)
 
     # ---- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -275,6 +280,8 @@ class TradingNode:
         """Start, trade for `duration_s` once started (or until `request_stop()`), stop cleanly."""
         await self.start()
         self._started_ns = self.clock.timestamp_ns()
+        if self.pacer is not None:
+            self.pacer.start(self)
         try:
             await self._loop(duration_s)
         finally:
@@ -311,6 +318,8 @@ class TradingNode:
         self.clock.fire_due_timers(now)
 
     async def stop(self) -> None:
+        if self.pacer is not None:
+            await self.pacer.stop()
         self._guarded(self.strategy.on_stop)
         if self.wallet is not None:  # a transfer under way is finished and recorded, never dropped
             await self.wallet.drain()

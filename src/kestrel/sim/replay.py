@@ -306,6 +306,27 @@ class ReplayMarket:
         self._position = position
         return processed
 
+    # ---- lockstep (kestrel.sim.lockstep): one frame at a time, in the plan's order -------------
+    def publish_now(self, frame: RawFrame) -> bool:
+        """Publish one recorded frame at once (books and marks follow it); True when a client has
+        subscribed its stream, i.e. when it was sent."""
+        market = frame.market
+        if market is None or market not in self.options.markets or frame.kind is FrameKind.SNAPSHOT:
+            return False
+        parsed = parse_stream(frame.stream, market)
+        kind = parsed.kind if parsed is not None else StreamKind.OTHER
+        if kind is StreamKind.DEPTH:
+            self.books[(market, frame.symbol)].on_diff(orjson.loads(frame.payload), frame.ts_local_ns)
+        elif kind is StreamKind.MARK_PRICE:
+            self.marks[frame.symbol] = orjson.loads(frame.payload)
+        self._position = len(self.frames)  # the paced replay is over: lockstep publishes instead
+        self.publish(market, frame.stream, kind, frame.symbol, frame.payload)
+        return frame.stream in self.subscribed(market)
+
+    def depth_subscribed(self) -> bool:
+        """Every recorded diff-depth stream has a subscriber."""
+        return all(name in self.subscribed(market) for (market, _), name in self._depth_names.items())
+
     def _ready_to_start(self) -> bool:
         if self.options.replay_start == "all_depth_subscribed":
             return all(name in self.subscribed(market) for (market, _), name in self._depth_names.items())

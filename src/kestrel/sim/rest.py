@@ -170,6 +170,8 @@ async def _depth(request: web.Request) -> web.Response:
     assert symbol is not None
     limit = _limit(request, 100 if market is Market.SPOT else 500, 5000 if market is Market.SPOT else 1000)
     stale = state.faults.plan.stale_snapshot_age_ms if state.faults.stale_snapshot() else 0
+    if state.depth_gate is not None:
+        await state.depth_gate(market, symbol)
     body, served_stale = state.source.depth_snapshot(market, symbol, limit, stale)
     state.stats.rest.snapshots_served += 1
     if served_stale:

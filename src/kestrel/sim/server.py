@@ -33,6 +33,7 @@ from kestrel.sim.book import BookView
 from kestrel.sim.faults import FaultInjector, FaultPlan
 from kestrel.sim.hub import StreamHub
 from kestrel.sim.instruments import ExchangeInfoCatalog, select_specs
+from kestrel.sim.lockstep import CONTROL_PATH, LockstepPlan, LockstepSession
 from kestrel.sim.options import SimulatorOptions
 from kestrel.sim.rest import binance_middleware, register_market_routes
 from kestrel.sim.state import MarketSource, SimulatorState, WeightWindow
@@ -61,14 +62,21 @@ class MarketSimulator:
     """The local Binance market-data simulator. Use as ``async with MarketSimulator(options) as sim:``."""
 
     def __init__(
-        self, options: SimulatorOptions | None = None, replay_frames: Iterable[RawFrame] | None = None
+        self,
+        options: SimulatorOptions | None = None,
+        replay_frames: Iterable[RawFrame] | None = None,
+        lockstep: LockstepPlan | None = None,
     ) -> None:
         """`replay_frames` (with source="replay"): frames to replay besides `options.replay_files`, e.g. our
-        own recordings through `kestrel.sim.event_frames.frames_from_events`."""
+        own recordings through `kestrel.sim.event_frames.frames_from_events`. `lockstep`: the
+        deterministic test mode of `kestrel.sim.lockstep` (a replay with the trading API; never for
+        real trading): the plan's frames are published step by step, paced by the one client."""
         self.options = options or SimulatorOptions()
+        if lockstep is not None and (self.options.source != "replay" or not self.options.trading.enabled):
+            raise ConfigurationError("lockstep needs a replay source and the trading API")
         self._replay_frames = replay_frames
         self.stats_data = SimulatorStats()
-        self.timeline = Timeline(speed=self.options.speed)
+        self.timeline = Timeline(speed=0.0 if lockstep is not None else self.options.speed)
         self._injector = FaultInjector(self.options.faults, self.options.seed)
         self.hub = StreamHub(self.stats_data, self._injector, self.timeline)
         self.source: MarketSource = self._build_source()
@@ -86,6 +94,9 @@ class MarketSimulator:
             },
         )
         self.trading = TradingDesk(self.state, self.options.trading) if self.options.trading.enabled else None
+        self.lockstep: LockstepSession | None = None
+        if lockstep is not None:
+            self.lockstep = self._build_lockstep(lockstep)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_url = self.ws_url = self.futures_ws_url = ""
@@ -119,6 +130,24 @@ class MarketSimulator:
             options.book_history_updates,
         )
 
+    def _build_lockstep(self, plan: LockstepPlan) -> LockstepSession:
+        from kestrel.sim.replay import ReplayMarket
+
+        desk, source = self.trading, self.source
+        assert desk is not None
+        assert isinstance(source, ReplayMarket)
+        session = LockstepSession(
+            plan,
+            publish_frame=source.publish_now,
+            dispatch=desk.dispatch,  # type: ignore[arg-type]
+            user_frames_sent=lambda: desk.counters.user_events_sent,
+            set_time=self.timeline.set_position,
+            client_ready=source.depth_subscribed,
+        )
+        desk.use_lockstep(session)
+        self.state.depth_gate = session.depth_gate
+        return session
+
     def _data_dir(self, required: bool) -> Any:
         directory = self.options.data_dir or shared_data_dir()
         if directory is None and required:
@@ -140,8 +169,11 @@ class MarketSimulator:
     async def start(self) -> None:
         options = self.options
         origin_ns = options.start_time_ms * NANOS_PER_MILLI if options.start_time_ms is not None else None
-        self.timeline.start(self.source.origin_ns() or origin_ns)
-        self.timeline.offset_ns = self.source.exchange_offset_ns()
+        if self.lockstep is not None:  # lockstep time is the backtest's: exchange time, no offset
+            self.timeline.start(self.lockstep.plan.start_ns)
+        else:
+            self.timeline.start(self.source.origin_ns() or origin_ns)
+            self.timeline.offset_ns = self.source.exchange_offset_ns()
         self.set_clock_skew_ms(options.faults.clock_skew_ms)
         self.source.start(self.timeline.now_ns())
         for market in options.markets:
@@ -153,6 +185,8 @@ class MarketSimulator:
         futures_ws = web.Application()
         if self.trading is not None:  # first: /ws/<listenKey> must win over /ws/<streams>
             install_trading(self.trading, rest_app, shared_ws, futures_ws)
+        if self.lockstep is not None:
+            rest_app.router.add_get(CONTROL_PATH, self.lockstep.handle)
         add_stream_routes(shared_ws, self.state, WsSite(Market.SPOT))
         add_stream_routes(futures_ws, self.state, WsSite(Market.FUTURES))
         ports = [options.port + offset if options.port else 0 for offset in range(3)]
@@ -172,10 +206,11 @@ class MarketSimulator:
             urls.append(f"{scheme}://{options.host}:{bound}")
         self.rest_url, self.ws_url, self.futures_ws_url = urls
         self._tasks = [
-            asyncio.create_task(self._pump(), name="sim-pump"),
             asyncio.create_task(housekeeping(self.state), name="sim-housekeeping"),
             asyncio.create_task(self._fault_schedule(), name="sim-faults"),
         ]
+        if self.lockstep is None:  # lockstep: the session's step loop publishes instead
+            self._tasks.append(asyncio.create_task(self._pump(), name="sim-pump"))
         if self.trading is not None:
             self.trading.start()
         log.info("simulator started", rest=self.rest_url, ws=self.ws_url, futures_ws=self.futures_ws_url)
@@ -296,6 +331,8 @@ class MarketSimulator:
         data = self.stats_data.as_dict()
         if self.trading is not None:
             data["trading"] = self.trading.stats()
+        if self.lockstep is not None:
+            data["lockstep"] = self.lockstep.stats()
         return data
 
     def server_time_ms(self) -> int:

@@ -7,6 +7,7 @@ Route groups (`register_market_routes` for REST, the WS handlers, later the trad
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -114,6 +115,8 @@ class SimulatorState:
     source: MarketSource
     weights: dict[Market, WeightWindow] = field(default_factory=dict)
     connection_times_s: deque[float] = field(default_factory=deque)  # accepted WS connections (per-IP budget)
+    # lockstep (kestrel.sim.lockstep): REST depth waits until the run reaches the snapshot's local time
+    depth_gate: Callable[[Market, str], Awaitable[None]] | None = None
 
     def server_time_ms(self) -> int:
         return self.timeline.server_ms()

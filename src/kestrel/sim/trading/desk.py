@@ -22,7 +22,7 @@ import itertools
 import random
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kestrel.binance.schemas.exchange_info import parse_instrument
 from kestrel.core.enums import Market, OrderStatus, Side
@@ -45,6 +45,9 @@ from kestrel.sim.trading.options import SimAccount, TradingOptions
 from kestrel.sim.trading.user_streams import UserStreamHub
 from kestrel.sim.trading.wire_futures import AlgoOrder
 from kestrel.sim.trading.wire_spot import OrderExtras
+
+if TYPE_CHECKING:
+    from kestrel.sim.lockstep import LockstepSession
 
 log = get_logger(__name__)
 _HOUSEKEEPING_S = 0.05
@@ -163,6 +166,7 @@ class TradingDesk:
         self._faults = _FaultQueue()
         self._fault_rng = random.Random(f"faults:trading:{state.options.seed}")
         self._task: asyncio.Task[None] | None = None
+        self.lockstep: LockstepSession | None = None
 
     # ---- clock and market ------------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -172,13 +176,21 @@ class TradingDesk:
         return self.state.timeline.server_ms(ts_ns)
 
     def sync(self) -> int:
-        """Bring the market (and so the engine) up to now; returns now (engine ns)."""
+        """Bring the market (and so the engine) up to now; returns now (engine ns). In lockstep the
+        step loop alone moves the market (`kestrel.sim.lockstep`)."""
         now = self.now_ns()
-        self.state.source.advance(now)
+        if self.lockstep is None:
+            self.state.source.advance(now)
         return now
 
     def activate(self, market: Market, symbol: str, ts: int) -> None:
-        self.bridge.activate(market, symbol, ts)
+        if self.lockstep is None:  # lockstep: the engine runs on the plan's table from the start
+            self.bridge.activate(market, symbol, ts)
+
+    def use_lockstep(self, session: LockstepSession) -> None:
+        """Serve orders through a lockstep session: its engine (on the backtest's table) replaces ours."""
+        self.lockstep = session
+        self.engine = session.engine
 
     def numbers(self, market: Market, symbol: str) -> Numbers:
         return self._numbers[(market, symbol)]

@@ -64,6 +64,11 @@ async def new_order(call: Call) -> dict[str, Any]:
     symbol = call.required_symbol()
     request = _request(call, symbol, algo=False)
     response_type = p.futures_response_type(call.params)
+    if desk.lockstep is not None:  # answered when the order's first update is delivered
+        update = await desk.lockstep.submit(call.account_id, request)
+        desk.counters.orders_placed += 1
+        call.placed_order_ids.append(update.order.order_id)
+        return _body(call, update.order)
     desk.activate(FUTURES, symbol, call.ts)
     events = desk.engine.submit_order(call.account_id, request, call.ts)
     order_id = accepted_order_id(events)
@@ -80,6 +85,12 @@ async def cancel_order(call: Call) -> dict[str, Any]:
     desk = call.desk
     symbol = call.required_symbol()
     order_id, client_id = _ids(call)
+    if desk.lockstep is not None:  # the cancel's own outcome, when delivered
+        if client_id is None:
+            raise BinanceError(-1000, "lockstep mode cancels by origClientOrderId only")
+        update = await desk.lockstep.cancel(call.account_id, FUTURES, symbol, client_id)
+        desk.counters.cancels += 1
+        return _body(call, update.order)
     order = _visible(call, order_id, client_id, symbol)
     if order is None or not order.is_open:
         raise BinanceError(-2011, "Unknown order sent.")

@@ -106,6 +106,9 @@ def _fault_response(status: int, placed: bool = False) -> web.Response:
     return json_response({"code": code, "msg": message}, status=status)
 
 
+LOCKSTEP_ONLY = "lockstep mode trades USD-M regular orders only (new order, cancel by origClientOrderId)"
+
+
 def trading_route(
     desk: TradingDesk, endpoint: Endpoint, handler: Handler
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -113,6 +116,19 @@ def trading_route(
     max_window = desk.options.spot_max_recv_window_ms if market is Market.SPOT else 10**12
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        lockstep = desk.lockstep
+        if lockstep is None or not lockstep.paces(endpoint.name, market):
+            if lockstep is not None and endpoint.orders:  # would bypass SimVenue's latencies: refuse
+                return json_response({"code": -1000, "msg": LOCKSTEP_ONLY}, status=400)
+            return await answer(request)
+        held_before = lockstep.counters.commands
+        try:
+            return await answer(request)
+        finally:  # answered at once (refused before reaching the engine): the client counts it too
+            if lockstep.counters.commands == held_before:
+                lockstep.count_immediate()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         raw = await read_request(request)
         account = _authenticate(desk, endpoint, raw, market, max_window)
         call = Call(desk, endpoint, market, raw.params, account, desk.sync())
