@@ -14,12 +14,12 @@ Invariants after the corrections are applied:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from kestrel.core.enums import Market, OrderStatus, Side
+from kestrel.core.enums import Market, OrderStatus, OrderType, Side, TimeInForce
 from kestrel.core.identifiers import is_own_client_order_id
 from kestrel.core.orders import Order, Position
 
@@ -65,6 +65,11 @@ class OrderReport:
     filled_quantity: Decimal
     average_price: Decimal
     ts_last: int
+    order_type: OrderType = OrderType.LIMIT
+    price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    reduce_only: bool = False
+    ts_created: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +122,15 @@ def reconcile(
     policy: OrphanPolicy,
     ts: int,
     max_adopt_notional_usdt: Decimal | None = None,
+    in_flight: Collection[str] = (),
 ) -> ReconcileReport:
     """Compare and list corrections. `exchange_orders` are the exchange's answers for the ledger's
-    unfinished orders (queried by client id); `exchange_open_orders` is its full open-order list."""
+    unfinished orders (queried by client id); `exchange_open_orders` is its full open-order list;
+    `in_flight` are client ids the ledger has whose submission is still being answered (not orphans)."""
     corrections: list[Correction] = []
     by_client = {report.client_order_id: report for report in exchange_orders}
     by_client.update({report.client_order_id: report for report in exchange_open_orders})
-    known = set()
+    known = set(in_flight)
     for order in ledger_unfinished:
         known.add(order.client_order_id)
         report = by_client.get(order.client_order_id)

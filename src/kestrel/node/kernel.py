@@ -49,12 +49,14 @@ from kestrel.core.logs import get_logger
 from kestrel.core.orders import Fill
 from kestrel.core.venue import AccountUpdate, BookView, OrderSnapshot, OrderUpdate, Venue, VenueEvent
 from kestrel.execution.guard import GuardedVenue
-from kestrel.execution.reconcile import OrderReport, OrphanPolicy, PositionReport, ReconcileReport, reconcile
+from kestrel.execution.reconcile import OrphanPolicy, ReconcileReport
+from kestrel.execution.reconcile_apply import Outcome
 from kestrel.marketdata.feed import MarketDataFeed
 from kestrel.matching.engine import EngineSettings, MatchingEngine
 from kestrel.matching.settings import engine_settings, order_latency
 from kestrel.matching.venue import SimVenue
 from kestrel.node.books import LiveBookView
+from kestrel.node.reconciler import NodeReconciler
 from kestrel.node.records import write_node_run
 from kestrel.risk.limits import RiskEngine
 from kestrel.storage.ledger import Ledger
@@ -63,13 +65,6 @@ from kestrel.strategy.base import Strategy, StrategyContext
 log = get_logger(__name__)
 NANOS_PER_SECOND = 1_000_000_000
 PAPER_ACCOUNT = "paper"
-
-
-def _order_report(snapshot: OrderSnapshot) -> OrderReport:
-    return OrderReport(
-        snapshot.market, snapshot.symbol, snapshot.client_order_id, snapshot.order_id, snapshot.side, snapshot.status,
-        snapshot.quantity, snapshot.filled_quantity, snapshot.average_price, snapshot.ts_updated,
-    )  # fmt: skip
 
 
 def _warm_up(settings: EngineSettings) -> None:
@@ -157,6 +152,7 @@ class TradingNode:
         self.sim_venue: SimVenue | None = None
         self.binance: BinanceVenue | None = None
         self.reconcile_report: ReconcileReport | None = None
+        self.reconciler: NodeReconciler | None = None
         self.venue: GuardedVenue | None = None
         self.risk: RiskEngine | None = None
         self.books: dict[tuple[Market, str], BookView] = {}
@@ -190,7 +186,9 @@ class TradingNode:
             inner, self.clock, self.ledger, self.risk, id_prefix=f"node{self._started_ns}",
             leverage=config.risk.leverage, mark_of=self._mark,
         )  # fmt: skip
-        self.venue.set_event_handler(self._on_venue_event)
+        if self.binance is not None:
+            await self._reconcile_at_start(self.binance, self.venue)
+        self.venue.set_event_handler(self._on_venue_event)  # after the start-up fixes: they are not news
         for market, symbol in self.instruments:
             self._book(market, symbol)  # every view exists before the strategy first asks for one
         self.strategy.bind(StrategyContext(self.venue, self.clock, self.instruments, self.books))
@@ -204,12 +202,6 @@ class TradingNode:
             venue = BinanceVenue(settings, self.clock)
             await venue.start()
             self.binance = venue
-            report = await self._reconcile_at_start(venue)
-            if self.mode == "live" and not report.clean:
-                raise ConfigurationError(
-                    f"reconciliation is not clean ({len(report.corrections)} correction(s), see the ledger's "
-                    "'reconcile.fix' audit events): resolve them before trading live"
-                )
             return venue
         engine = MatchingEngine(list(self.instruments.values()), engine_settings(config.matching))
         engine.open_account(
@@ -221,24 +213,22 @@ class TradingNode:
         self.sim_venue = SimVenue(engine, PAPER_ACCOUNT, self.clock, order_latency(config.matching, config.seed))
         return self.sim_venue
 
-    async def _reconcile_at_start(self, venue: BinanceVenue) -> ReconcileReport:
-        """Crash recovery is the start-up path: the ledger's unfinished orders and positions against
-        the exchange's; every correction is written to the audit trail."""
+    async def _reconcile_at_start(self, venue: BinanceVenue, guard: GuardedVenue) -> ReconcileReport:
+        """Crash recovery is the start-up path: the ledger's unfinished orders, positions and missing
+        fills against the exchange's, every correction applied and audited (`NodeReconciler`)."""
         assert self.ledger is not None
-        unfinished = self.ledger.unfinished_orders()
-        snapshot = await venue.reconcile_snapshot([(o.market, o.symbol, o.client_order_id) for o in unfinished])
-        report = reconcile(
-            unfinished, self.ledger.positions(), [_order_report(s) for s in snapshot.queried_orders],
-            [_order_report(s) for s in snapshot.open_orders],
-            [PositionReport(p.market, p.symbol, p.quantity, p.entry_price) for p in snapshot.positions],
-            OrphanPolicy(self.config.execution.orphan_policy), snapshot.ts,
-        )  # fmt: skip
-        for correction in report.corrections:
-            self.ledger.audit(
-                "reconcile.fix", {"fix": correction.fix.value, "detail": correction.detail},
-                snapshot.ts, subject=correction.subject,
-            )  # fmt: skip
+        config = self.config.execution
+        self.reconciler = NodeReconciler(
+            self.ledger, venue, guard, self.clock, OrphanPolicy(config.orphan_policy), config.reconcile_interval_s
+        )
+        report = await self.reconciler.run_once(at_start=True)
         self.reconcile_report = report
+        unsettled = [a for a in self.reconciler.applied if a.outcome != Outcome.APPLIED]
+        if self.mode == "live" and unsettled:
+            raise ConfigurationError(
+                f"reconciliation left {len(unsettled)} correction(s) unsettled (see the ledger's 'reconcile.fix' "
+                "audit events): resolve them before trading live"
+            )
         return report
 
     async def run(self, duration_s: float | None = None) -> NodeSummary:
@@ -262,6 +252,8 @@ class TradingNode:
             if deadline is not None and now >= deadline:
                 break
             self._pump(now)
+            if self.reconciler is not None:
+                self.reconciler.poll(now)
             if self.status is not None and now >= next_status:
                 self.status(self.status_line())
                 next_status = now + int(self.status_interval_s * NANOS_PER_SECOND)
@@ -275,6 +267,8 @@ class TradingNode:
 
     async def stop(self) -> None:
         self._guarded(self.strategy.on_stop)
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         if self.binance is not None:  # let in-flight commands finish and their answers arrive
             await self.binance.drain(timeout_s=10.0)
             await self.binance.stop()
