@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from kestrel.core.enums import Market, OrderStatus, OrderType, Side
-from kestrel.core.identifiers import IntentId, client_order_id
-from kestrel.core.orders import Order, Position
+from kestrel.core.enums import LiquiditySide, Market, OrderStatus, OrderType, Side
+from kestrel.core.identifiers import ClientOrderId, IntentId, TradeId, VenueOrderId, client_order_id
+from kestrel.core.orders import Fill, Order, Position
 from kestrel.execution.reconcile import (
     Fix,
     IntentState,
@@ -16,6 +17,8 @@ from kestrel.execution.reconcile import (
     check_intent_transition,
     reconcile,
 )
+from kestrel.execution.reconcile_apply import Outcome, apply_corrections
+from kestrel.storage.ledger import Ledger
 
 
 def ledger_order(intent: str, status: OrderStatus) -> Order:
@@ -83,3 +86,76 @@ def test_intent_state_machine() -> None:
         check_intent_transition(IntentState.CLOSED, IntentState.ACTIVE)
     with pytest.raises(ValueError, match="PENDING_ENTRY -> PENDING_CLOSING"):
         check_intent_transition(IntentState.PENDING_ENTRY, IntentState.PENDING_CLOSING)
+
+
+def test_in_flight_orders_are_not_orphans() -> None:
+    ours = report(client_order_id("racing"), OrderStatus.NEW)  # acknowledged, the ledger not yet told
+    result = reconcile([], [], [], [ours], [], OrphanPolicy.CONSERVATIVE, 1, in_flight=[ours.client_order_id])
+    assert result.clean
+
+
+class TradeList:
+    """The exchange side of applying corrections: a trade list per order and the commands sent."""
+
+    def __init__(self, fills: dict[str, list[Fill]]) -> None:
+        self.fills = fills
+        self.cancels: list[str] = []
+        self.closes: list[tuple[str, Decimal]] = []
+
+    async def order_fills(self, market: Market, symbol: str, venue_order_id: int, client_order_id: str) -> list[Fill]:
+        return [f for f in self.fills.get(client_order_id, []) if f.venue_order_id == venue_order_id]
+
+    def cancel_order(self, market: Market, symbol: str, client_order_id: str) -> None:
+        self.cancels.append(client_order_id)
+
+    def close_position(self, market: Market, symbol: str, quantity: Decimal) -> None:
+        self.closes.append((symbol, quantity))
+
+
+def fill(cid: str, trade_id: int, quantity: str) -> Fill:
+    return Fill(ClientOrderId(cid), VenueOrderId(7), TradeId(trade_id), Market.FUTURES, "BTCUSDT", Side.BUY,
+                Decimal(60000), Decimal(quantity), Decimal("0.01"), "USDT", LiquiditySide.TAKER, 4, 4)  # fmt: skip
+
+
+async def test_applying_corrections_settles_the_ledger_once(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.migrate()
+    acked = ledger_order("acked", OrderStatus.SUBMITTED)  # the exchange filled it; the node died before the ack
+    lost = ledger_order("lost", OrderStatus.SUBMITTED)  # the node died before the request left
+    young = ledger_order("young", OrderStatus.SUBMITTED)  # its request could still arrive
+    young.ts_last = 95
+    for order in (acked, lost, young):
+        ledger.record_order(order)
+    ledger.save_position(Position(Market.FUTURES, "BTCUSDT", Decimal("0.004"), Decimal(60000)))
+    orphan = report(client_order_id("orphan"), OrderStatus.PARTIALLY_FILLED, "0.004")
+    exchange = TradeList({
+        acked.client_order_id: [fill(acked.client_order_id, 1, "0.006"), fill(acked.client_order_id, 2, "0.004")],
+        orphan.client_order_id: [fill(orphan.client_order_id, 3, "0.004")],
+    })  # fmt: skip
+    exchange_position = [PositionReport(Market.FUTURES, "BTCUSDT", Decimal("0.014"), Decimal(60000))]
+    result = reconcile(
+        [acked, lost, young], ledger.positions(), [report(acked.client_order_id, OrderStatus.FILLED, "0.01")],
+        [orphan], exchange_position, OrphanPolicy.CONSERVATIVE, 100,
+    )  # fmt: skip
+    for _ in range(2):  # the same report applied twice leaves the ledger as once
+        applied = await apply_corrections(result, ledger, exchange, now_ns=100, never_placed_after_ns=50)
+        outcomes = {(a.correction.fix, a.correction.subject): a.outcome for a in applied}
+        assert outcomes == {
+            (Fix.UPDATE_ORDER, acked.client_order_id): Outcome.APPLIED,
+            (Fix.ORDER_MISSING, lost.client_order_id): Outcome.APPLIED,  # the second time: already settled
+            (Fix.ORDER_MISSING, young.client_order_id): Outcome.DEFERRED,
+            (Fix.CANCEL_ORDER, orphan.client_order_id): Outcome.APPLIED,
+            (Fix.SET_POSITION, "BTCUSDT"): Outcome.APPLIED,
+        }
+    stored = {o.client_order_id: o for o in ledger.orders()}
+    assert stored[acked.client_order_id].status is OrderStatus.FILLED
+    assert stored[acked.client_order_id].filled_quantity == Decimal("0.01")
+    assert stored[lost.client_order_id].status is OrderStatus.REJECTED
+    assert stored[young.client_order_id].status is OrderStatus.SUBMITTED
+    assert stored[orphan.client_order_id].status is OrderStatus.PARTIALLY_FILLED
+    assert sorted(int(f.trade_id) for f in ledger.fills()) == [1, 2, 3]  # each fill once
+    assert [p.quantity for p in ledger.positions()] == [Decimal("0.014")]
+    assert exchange.cancels == [orphan.client_order_id] * 2  # the cancel is re-sent until the exchange confirms
+    audited = ledger.audit_events("reconcile.fix")
+    assert len(audited) == 10 and {e["detail"]["outcome"] for e in audited} == {"applied", "deferred"}
+    ledger.close()

@@ -114,8 +114,17 @@ def _limit(side: Side, quantity: Decimal, price: Decimal) -> Any:
 
 
 # ---- the simulator, in its own process ---------------------------------------------------------------
-def _simulator_main(connection: Connection, data_dir: str) -> None:
+def _simulator_main(connection: Connection, data_dir: str, log: str) -> None:
+    _redirect_output(log)
     asyncio.run(_simulator(connection, Path(data_dir)))
+
+
+def _redirect_output(log: str) -> None:
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own output
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
 async def _simulator(connection: Connection, data_dir: Path) -> None:
@@ -154,9 +163,7 @@ def _records(sim: Any) -> dict[str, Any]:
 
 # ---- the node, in its own process --------------------------------------------------------------------
 def _node_main(config: str, strategy: str, duration: float | None, hook: str | None, log: str) -> None:
-    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(descriptor, 1)
-    os.dup2(descriptor, 2)
+    _redirect_output(log)
     os.environ["KESTREL__VENUE__API_KEY"] = KEY
     os.environ["KESTREL__VENUE__API_SECRET"] = SECRET
     if hook is not None:
@@ -213,7 +220,9 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.mark.slow
 def test_kill_9_campaign_leaves_ledger_equal_to_exchange(shared_data: Path, tmp_path: Path, ledger_url: str) -> None:
     parent, child = FORK.Pipe()
-    simulator = FORK.Process(target=_simulator_main, args=(child, str(shared_data)), daemon=True)
+    simulator = FORK.Process(
+        target=_simulator_main, args=(child, str(shared_data), str(tmp_path / "sim.log")), daemon=True
+    )
     simulator.start()
     try:
         assert parent.poll(60), "the simulator did not start"
@@ -235,6 +244,7 @@ def test_kill_9_campaign_leaves_ledger_equal_to_exchange(shared_data: Path, tmp_
         stalled: Counter[str] = Counter()
         for index, kind in enumerate(kinds):
             log = tmp_path / f"node-{index:02d}.log"
+            assert simulator.is_alive(), (tmp_path / "sim.log").read_text()[-3000:]
             if kind == "random":
                 node = _start_node(config, strategy, log)
                 time.sleep(rng.uniform(0.5, 4.0))  # start-up, reconciliation or trading
