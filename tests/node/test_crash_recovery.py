@@ -5,6 +5,7 @@ a second start finds nothing left to correct (the corrections are idempotent).""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ from kestrel.sim import MarketSimulator, SimulatorOptions
 from kestrel.sim.trading.options import SimAccount, TradingOptions
 from kestrel.storage.ledger import Ledger
 from kestrel.strategy.base import Strategy
-from tests.marketdata.simulated import venue_overrides
+from tests.marketdata.simulated import until, venue_overrides
 from tests.node.test_binance_node import KEY, SECRET, Idle
 
 SYMBOL = "BTCUSDT"
@@ -129,3 +130,61 @@ async def test_orphan_policy_at_start_and_idempotent_restart(shared_data: Path, 
         again = TradingNode(config, Idle(), mode="paper", venue_kind=VenueKind.BINANCE)
         await again.run(duration_s=0.5)
         assert again.reconcile_report is not None and again.reconcile_report.clean
+
+
+async def test_periodic_and_alert_reconcile_while_trading(shared_data: Path, tmp_path: Path) -> None:
+    """A manual order appears on the account while the node runs (the guard records it from the user
+    stream): the next periodic pass cancels it, as not ours; an order whose outcome is unknown (503
+    after it was placed) raises an alert that reconciles at once, leaving that order to the venue."""
+    options = SimulatorOptions(
+        markets=(Market.FUTURES,), symbols=[SYMBOL], seed=9, data_dir=shared_data,
+        trading=TradingOptions(accounts=[SimAccount(name="node", api_key=KEY, api_secret=SECRET,
+                                                    futures={"USDT": Decimal(10_000)})]),
+    )  # fmt: skip
+    async with MarketSimulator(options) as sim:
+        config = policy_config(sim, tmp_path, "RECLAIM_IF_SAFE")
+        config = config.model_copy(
+            update={"execution": config.execution.model_copy(update={"reconcile_interval_s": 1.0})}
+        )
+        node = TradingNode(config, Idle(), mode="paper", venue_kind=VenueKind.BINANCE)
+        running = asyncio.create_task(node.run(duration_s=8.0))
+        await until(lambda: node.reconciler is not None and node.reconciler.runs >= 2, 20.0, "a periodic pass")
+        book = node.books[(Market.FUTURES, SYMBOL)]
+        assert book.best_bid_price is not None
+        instrument = node.instruments[(Market.FUTURES, SYMBOL)]
+        manual = ClientOrderId("manual_web_2")
+        other = BinanceVenue(BinanceVenueSettings.from_config(config.venue, markets=(Market.FUTURES,)), LiveClock())
+        await other.start()
+        try:
+            quantity = instrument.quantity_for_notional(Decimal(300), book.best_bid_price)
+            bid = instrument.round_price(book.best_bid_price * Decimal("0.8"))
+            other.submit_order(OrderRequest(Market.FUTURES, SYMBOL, Side.BUY, OrderType.LIMIT, quantity, price=bid,
+                                            time_in_force=TimeInForce.GTC, client_order_id=manual))  # fmt: skip
+            await other.drain(10)
+        finally:
+            await other.stop()
+        assert node.binance is not None
+        await until(lambda: node.ledger is not None and node.ledger.get_order(manual) is not None, 10.0, "the fix")
+        await until(lambda: not node.binance.open_orders(Market.FUTURES) if node.binance else False, 10.0, "cancel")
+        alerts = node.reconciler.alerts if node.reconciler else 0
+        assert sim.trading is not None and node.venue is not None
+        sim.trading.fail_next_orders(1, placed=True, status=503)  # placed, but the answer is lost
+        ours = node.venue.submit_order(OrderRequest(Market.FUTURES, SYMBOL, Side.BUY, OrderType.LIMIT, quantity,
+                                                    price=bid, time_in_force=TimeInForce.GTC))  # fmt: skip
+        await until(lambda: node.reconciler is not None and node.reconciler.alerts > alerts, 15.0, "the alert")
+        await until(lambda: node.ledger is not None and node.ledger.get_order(ours).status is OrderStatus.NEW, 15.0,
+                    "the unknown outcome resolved")  # fmt: skip
+        await running
+    ledger = Ledger(config.storage.ledger_url)
+    try:
+        fixes = [
+            (e["detail"]["fix"], e["subject"], e["detail"]["outcome"]) for e in ledger.audit_events("reconcile.fix")
+        ]
+        assert fixes == [("cancel_order", manual, "applied")]
+        order = ledger.get_order(manual)
+        assert order is not None and order.status is OrderStatus.CANCELED
+        runs = [e["detail"]["at_start"] for e in ledger.audit_events("reconcile.run")]
+        assert runs[0] is True and runs.count(False) >= 3  # at start, then every second
+        assert ledger.audit_events("reconcile.alert")
+    finally:
+        ledger.close()

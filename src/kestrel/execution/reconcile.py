@@ -123,10 +123,13 @@ def reconcile(
     ts: int,
     max_adopt_notional_usdt: Decimal | None = None,
     in_flight: Collection[str] = (),
+    foreign: Collection[str] = (),
 ) -> ReconcileReport:
     """Compare and list corrections. `exchange_orders` are the exchange's answers for the ledger's
     unfinished orders (queried by client id); `exchange_open_orders` is its full open-order list;
-    `in_flight` are client ids the ledger has whose submission is still being answered (not orphans)."""
+    `in_flight` are client ids the ledger has whose submission is still being answered (not orphans);
+    `foreign` are ledger orders we did not send (recorded from the user stream: a manual order on the
+    account), cancelled while open, as any order not ours is."""
     corrections: list[Correction] = []
     by_client = {report.client_order_id: report for report in exchange_orders}
     by_client.update({report.client_order_id: report for report in exchange_open_orders})
@@ -142,6 +145,17 @@ def reconcile(
                     order.symbol,
                     order.client_order_id,
                     f"ledger {order.status.value}, unknown to the exchange: never placed",
+                )
+            )
+        elif order.client_order_id in foreign and report.status.is_open:
+            corrections.append(
+                Correction(
+                    Fix.CANCEL_ORDER,
+                    order.market,
+                    order.symbol,
+                    order.client_order_id,
+                    "open order we did not send (recorded from the user stream): cancelled",
+                    order=report,
                 )
             )
         elif report.status is not order.status or report.filled_quantity != order.filled_quantity:

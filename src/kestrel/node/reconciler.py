@@ -21,7 +21,7 @@ from decimal import Decimal
 from kestrel.binance.venue import BinanceVenue
 from kestrel.core.clock import Clock
 from kestrel.core.enums import Market, OrderStatus, OrderType, Side
-from kestrel.core.identifiers import ClientOrderId
+from kestrel.core.identifiers import ClientOrderId, is_own_client_order_id
 from kestrel.core.logs import get_logger
 from kestrel.core.orders import Fill, Order
 from kestrel.core.venue import OrderRequest, OrderSnapshot
@@ -97,12 +97,13 @@ class NodeReconciler:
         unfinished = self.ledger.unfinished_orders()
         in_flight = [o.client_order_id for o in unfinished if settle_in_flight and self._in_flight(o)]
         unfinished = [o for o in unfinished if o.client_order_id not in in_flight]
+        foreign = [o.client_order_id for o in unfinished if self._foreign(o)]
         snapshot = await self.binance.reconcile_snapshot([(o.market, o.symbol, o.client_order_id) for o in unfinished])
         return reconcile(
             unfinished, self.ledger.positions(), [order_report(s) for s in snapshot.queried_orders],
             [order_report(s) for s in snapshot.open_orders],
             [PositionReport(p.market, p.symbol, p.quantity, p.entry_price) for p in snapshot.positions],
-            self.policy, snapshot.ts, in_flight=in_flight,
+            self.policy, snapshot.ts, in_flight=in_flight, foreign=foreign,
         )  # fmt: skip
 
     async def run_once(self, *, at_start: bool) -> ReconcileReport:
@@ -168,6 +169,14 @@ class NodeReconciler:
     def _marks(self) -> tuple[int, int, int, int]:
         counters = self.binance.counters
         return (counters.resyncs, counters.unknown_outcomes, counters.never_placed, len(counters.task_errors))
+
+    def _foreign(self, order: Order) -> bool:
+        """Not sent by us: no id of ours and no SUBMITTED record before the exchange's report (the guard
+        writes one before every request it sends)."""
+        if is_own_client_order_id(order.client_order_id):
+            return False
+        history = self.ledger.order_history(order.client_order_id)
+        return not history or history[0][0] != OrderStatus.SUBMITTED.value
 
     def _in_flight(self, order: Order) -> bool:
         tracked = self.binance.view.get((order.market, order.symbol, order.client_order_id))
