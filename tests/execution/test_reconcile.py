@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from kestrel.core.enums import LiquiditySide, Market, OrderStatus, OrderType, Side
-from kestrel.core.identifiers import ClientOrderId, IntentId, TradeId, VenueOrderId, client_order_id
-from kestrel.core.orders import Fill, Order, Position
+from kestrel.core.identifiers import ClientOrderId, IntentId, StrategyId, TradeId, VenueOrderId, client_order_id
+from kestrel.core.orders import Fill, Intent, Order, Position
 from kestrel.execution.reconcile import (
     Fix,
     IntentState,
@@ -17,7 +17,7 @@ from kestrel.execution.reconcile import (
     check_intent_transition,
     reconcile,
 )
-from kestrel.execution.reconcile_apply import Outcome, apply_corrections
+from kestrel.execution.reconcile_apply import Outcome, advance_intents, apply_corrections
 from kestrel.storage.ledger import Ledger
 
 
@@ -158,4 +158,34 @@ async def test_applying_corrections_settles_the_ledger_once(tmp_path: Path) -> N
     assert exchange.cancels == [orphan.client_order_id] * 2  # the cancel is re-sent until the exchange confirms
     audited = ledger.audit_events("reconcile.fix")
     assert len(audited) == 10 and {e["detail"]["outcome"] for e in audited} == {"applied", "deferred"}
+    ledger.close()
+
+
+def test_intents_follow_their_orders_and_position(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.migrate()
+    states = {"entered": "PENDING_ENTRY", "never": "PENDING_ENTRY", "waiting": "PENDING_ENTRY",
+              "closed": "PENDING_CLOSING", "close_failed": "PENDING_CLOSING", "done": "CLOSED"}  # fmt: skip
+    outcome = {"entered": (OrderStatus.FILLED, "0.01"), "never": (OrderStatus.CANCELED, "0"),
+               "waiting": (OrderStatus.NEW, "0"), "closed": (OrderStatus.FILLED, "0.01"),
+               "close_failed": (OrderStatus.EXPIRED, "0"), "done": (OrderStatus.FILLED, "0.01")}  # fmt: skip
+    for name, state in states.items():
+        symbol = "ETHUSDT" if name == "close_failed" else "BTCUSDT"
+        ledger.record_intent(Intent(IntentId(name), StrategyId("s"), Market.FUTURES, symbol, Side.BUY,
+                                    Decimal("0.01"), 1), state)  # fmt: skip
+        order = ledger_order(name, outcome[name][0])
+        order.symbol, order.filled_quantity = symbol, Decimal(outcome[name][1])
+        ledger.record_order(order)
+    ledger.save_position(Position(Market.FUTURES, "BTCUSDT", Decimal(0), Decimal(0)))  # flat
+    ledger.save_position(Position(Market.FUTURES, "ETHUSDT", Decimal(1), Decimal(3000)))  # still open
+    steps = {intent: (before.value, after.value) for intent, before, after in advance_intents(ledger, 50)}
+    assert steps == {
+        "entered": ("PENDING_ENTRY", "ACTIVE"),
+        "never": ("PENDING_ENTRY", "CLOSED"),
+        "closed": ("PENDING_CLOSING", "CLOSED"),
+        "close_failed": ("PENDING_CLOSING", "ACTIVE"),
+    }
+    assert advance_intents(ledger, 60) == [("entered", IntentState.ACTIVE, IntentState.CLOSED)]  # filled, now flat
+    assert advance_intents(ledger, 70) == []  # settled: nothing more to do
+    assert len(ledger.audit_events("reconcile.intent")) == 5
     ledger.close()

@@ -21,7 +21,14 @@ from kestrel.core.enums import Market, OrderStatus
 from kestrel.core.identifiers import ClientOrderId, IntentId, VenueOrderId
 from kestrel.core.logs import get_logger
 from kestrel.core.orders import Fill, Order, Position
-from kestrel.execution.reconcile import Correction, Fix, OrderReport, ReconcileReport
+from kestrel.execution.reconcile import (
+    Correction,
+    Fix,
+    IntentState,
+    OrderReport,
+    ReconcileReport,
+    check_intent_transition,
+)
 from kestrel.storage.ledger import Ledger
 
 log = get_logger(__name__)
@@ -222,3 +229,38 @@ def _with(order: Order, **changes: Any) -> Order:
     fields = {name: getattr(order, name) for name in order.__dataclass_fields__}
     fields.update(changes)
     return Order.restore(**fields)
+
+
+def advance_intents(ledger: Ledger, now_ns: int) -> list[tuple[str, IntentState, IntentState]]:
+    """Move every unfinished intent along PENDING_ENTRY → ACTIVE → PENDING_CLOSING → CLOSED by what
+    its orders and its symbol's position (both settled by the corrections) now say; each step is
+    audited as `reconcile.intent`. Returns the steps taken.
+
+    - PENDING_ENTRY: an order filled ⇒ ACTIVE; every order finished without a fill ⇒ CLOSED;
+    - ACTIVE / PENDING_CLOSING: every order finished and the position flat ⇒ CLOSED; PENDING_CLOSING
+      with every order finished and the position still open ⇒ ACTIVE (the close failed)."""
+    steps: list[tuple[str, IntentState, IntentState]] = []
+    positions = {(p.market, p.symbol): p.quantity for p in ledger.positions()}
+    for intent_id, state_text in sorted(ledger.intent_states().items()):
+        state = IntentState(state_text)
+        if state is IntentState.CLOSED:
+            continue
+        intent = ledger.get_intent(intent_id)
+        orders = ledger.orders(intent_id)
+        if intent is None or not orders:
+            continue
+        finished = all(order.status.is_terminal for order in orders)
+        filled = any(order.filled_quantity > 0 for order in orders)
+        flat = positions.get((intent.market, intent.symbol), ZERO) == 0
+        target: IntentState = state
+        if state is IntentState.PENDING_ENTRY:
+            target = IntentState.ACTIVE if filled else IntentState.CLOSED if finished else state
+        elif finished:
+            target = IntentState.CLOSED if flat else IntentState.ACTIVE
+        if target is state:
+            continue
+        check_intent_transition(state, target)
+        ledger.set_intent_state(intent_id, target.value, now_ns)
+        ledger.audit("reconcile.intent", {"from": state.value, "to": target.value}, now_ns, subject=intent_id)
+        steps.append((intent_id, state, target))
+    return steps

@@ -217,10 +217,15 @@ class TradingNode:
         """Crash recovery is the start-up path: the ledger's unfinished orders, positions and missing
         fills against the exchange's, every correction applied and audited (`NodeReconciler`)."""
         assert self.ledger is not None
-        config = self.config.execution
-        self.reconciler = NodeReconciler(
-            self.ledger, venue, guard, self.clock, OrphanPolicy(config.orphan_policy), config.reconcile_interval_s
+        config = self.config
+        # "safe" to adopt: a position within what the risk limits would let the node open itself
+        budget = (
+            self.summary.start_equity * Decimal(str(config.risk.max_capital_in_use_pct)) / 100 * config.risk.leverage
         )
+        self.reconciler = NodeReconciler(
+            self.ledger, venue, guard, self.clock, OrphanPolicy(config.execution.orphan_policy),
+            config.execution.reconcile_interval_s, max_adopt_notional_usdt=budget,
+        )  # fmt: skip
         report = await self.reconciler.run_once(at_start=True)
         self.reconcile_report = report
         unsettled = [a for a in self.reconciler.applied if a.outcome != Outcome.APPLIED]

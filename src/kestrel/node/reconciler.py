@@ -27,7 +27,13 @@ from kestrel.core.orders import Fill, Order
 from kestrel.core.venue import OrderRequest, OrderSnapshot
 from kestrel.execution.guard import GuardedVenue
 from kestrel.execution.reconcile import OrderReport, OrphanPolicy, PositionReport, ReconcileReport, reconcile
-from kestrel.execution.reconcile_apply import AppliedCorrection, Outcome, apply_corrections, recover_missing_fills
+from kestrel.execution.reconcile_apply import (
+    AppliedCorrection,
+    Outcome,
+    advance_intents,
+    apply_corrections,
+    recover_missing_fills,
+)
 from kestrel.storage.ledger import Ledger
 
 log = get_logger(__name__)
@@ -73,6 +79,7 @@ class NodeReconciler:
         policy: OrphanPolicy,
         interval_s: float,
         confirm_s: float = 1.0,
+        max_adopt_notional_usdt: Decimal | None = None,
     ) -> None:
         self.ledger = ledger
         self.binance = binance
@@ -80,6 +87,7 @@ class NodeReconciler:
         self.policy = policy
         self.interval_ns = int(interval_s * NANOS_PER_SECOND)
         self.confirm_s = confirm_s
+        self.max_adopt_notional_usdt = max_adopt_notional_usdt
         self.exchange = _Exchange(binance, guard)
         self.never_placed_after_ns = int(binance.settings.unknown_deadline_s * NANOS_PER_SECOND)
         self.reports: list[ReconcileReport] = []
@@ -103,7 +111,7 @@ class NodeReconciler:
             unfinished, self.ledger.positions(), [order_report(s) for s in snapshot.queried_orders],
             [order_report(s) for s in snapshot.open_orders],
             [PositionReport(p.market, p.symbol, p.quantity, p.entry_price) for p in snapshot.positions],
-            self.policy, snapshot.ts, in_flight=in_flight, foreign=foreign,
+            self.policy, snapshot.ts, self.max_adopt_notional_usdt, in_flight=in_flight, foreign=foreign,
         )  # fmt: skip
 
     async def run_once(self, *, at_start: bool) -> ReconcileReport:
@@ -122,11 +130,13 @@ class NodeReconciler:
         )
         since = 0 if at_start else max(0, self._last_run_ns - self.interval_ns)
         recovered = await recover_missing_fills(self.ledger, self.exchange, since)
+        intents = advance_intents(self.ledger, now)
         deferred = [a for a in applied if a.outcome == Outcome.DEFERRED]
         self.ledger.audit(
             "reconcile.run",
             {"at_start": at_start, "corrections": len(report.corrections), "deferred": len(deferred),
-             "failed": sum(a.outcome == Outcome.FAILED for a in applied), "fills_recovered": recovered},
+             "failed": sum(a.outcome == Outcome.FAILED for a in applied), "fills_recovered": recovered,
+             "intent_steps": len(intents)},
             now,
         )  # fmt: skip
         self.reports.append(report)
