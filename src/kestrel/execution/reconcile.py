@@ -2,7 +2,8 @@
 
 Runs at start-up (crash recovery is simply this path), every `execution.reconcile_interval_s` and on
 alert. Inputs are normalised status reports (any venue adapter produces them); the output is a list of
-`Correction`s, applied by the node and written to the ledger's audit trail as the report of every fix.
+`Correction`s, applied by `kestrel.execution.reconcile_apply` (run by the node's `NodeReconciler`) and
+written to the ledger's audit trail as the report of every fix (docs/reconciliation.md).
 
 Invariants after the corrections are applied:
 - every order the ledger thinks unfinished has the exchange's status (or is known to be gone);
