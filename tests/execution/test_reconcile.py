@@ -189,3 +189,26 @@ def test_intents_follow_their_orders_and_position(tmp_path: Path) -> None:
     assert advance_intents(ledger, 70) == []  # settled: nothing more to do
     assert len(ledger.audit_events("reconcile.intent")) == 5
     ledger.close()
+
+
+async def test_a_stale_report_never_moves_the_ledger_back(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.migrate()
+    filled = ledger_order("filled", OrderStatus.FILLED)  # the stream's last word arrived after the snapshot
+    filled.filled_quantity = Decimal("0.01")
+    wrongly_rejected = ledger_order("rejected", OrderStatus.REJECTED)  # decided never placed, yet it is open
+    for order in (filled, wrongly_rejected):
+        ledger.record_order(order)
+    stale = report(filled.client_order_id, OrderStatus.PARTIALLY_FILLED, "0.004")
+    exchange = TradeList({filled.client_order_id: [fill(filled.client_order_id, 1, "0.004")]})
+    result = reconcile([], [], [], [stale, report(wrongly_rejected.client_order_id, OrderStatus.NEW)], [],
+                       OrphanPolicy.RECLAIM_IF_SAFE, 10)  # fmt: skip
+    applied = await apply_corrections(result, ledger, exchange, now_ns=10, never_placed_after_ns=5)
+    assert [(a.correction.fix, a.outcome) for a in applied] == [(Fix.ADOPT_ORDER, Outcome.APPLIED)] * 2
+    assert "ahead" in applied[0].note, [a.note for a in applied]
+    assert applied[1].note == "updated", [a.note for a in applied]
+    kept = ledger.get_order(filled.client_order_id)
+    assert kept is not None and (kept.status, kept.filled_quantity) == (OrderStatus.FILLED, Decimal("0.01"))
+    revived = ledger.get_order(wrongly_rejected.client_order_id)
+    assert revived is not None and revived.status is OrderStatus.NEW
+    ledger.close()

@@ -169,6 +169,8 @@ async def _take_exchange_order(
     if stored is None:
         ledger.record_order(_order_from_report(report, f"{origin or 'reconciled'}-{report.client_order_id}"))
         note = "recorded"
+    elif _ahead(stored, report):
+        note = "the ledger is already ahead of this report (a later event arrived meanwhile): kept"
     else:
         ledger.update_order(
             _with(
@@ -223,6 +225,15 @@ def _order_from_report(report: OrderReport, intent_id: str) -> Order:
         venue_order_id=VenueOrderId(report.venue_order_id) if report.venue_order_id else None,
         filled_quantity=report.filled_quantity, average_price=report.average_price, ts_last=report.ts_last,
     )  # fmt: skip
+
+
+def _ahead(stored: Order, report: OrderReport) -> bool:
+    """The ledger already has a later state than the report (a stream event overtook the snapshot).
+    A REJECTED order the exchange lists is not ahead: the ledger was wrong (decided "never placed")."""
+    if stored.filled_quantity > report.filled_quantity:
+        return True
+    finished = stored.status.is_terminal and stored.status is not OrderStatus.REJECTED
+    return finished and not report.status.is_terminal
 
 
 def _with(order: Order, **changes: Any) -> Order:
