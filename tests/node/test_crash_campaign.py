@@ -168,12 +168,12 @@ def _node_main(config: str, strategy: str, duration: float | None, hook: str | N
     os.environ["KESTREL__VENUE__API_SECRET"] = SECRET
     if hook is not None:
         os.environ[ENVIRONMENT_VARIABLE] = hook
-    from kestrel.cli import app
+    from kestrel.cli import main  # the `kestrel` command itself, in a process forked from this one
 
     arguments = ["run", "--config", config, "--mode", "paper", "--venue", "binance", "--strategy", strategy]
     if duration is not None:
         arguments += ["--duration", str(duration)]
-    app(arguments, prog_name="kestrel")
+    sys.exit(main(arguments))
 
 
 def _start_node(config: Path, strategy: str, log: Path, duration: float | None = None, hook: str | None = None) -> Any:
