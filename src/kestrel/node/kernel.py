@@ -250,6 +250,13 @@ class TradingNode:
         self._stopping.set()
 
     async def _loop(self, duration_s: float | None) -> None:
+        try:
+            await self._trade(duration_s)
+        finally:  # a pass cut short is harmless (every fix is idempotent); the next start redoes it
+            if self.reconciler is not None:
+                await self.reconciler.stop()
+
+    async def _trade(self, duration_s: float | None) -> None:
         deadline = None if duration_s is None else self._started_ns + int(duration_s * NANOS_PER_SECOND)
         next_status = self.clock.timestamp_ns()
         while not self._stopping.is_set():
@@ -257,7 +264,7 @@ class TradingNode:
             if deadline is not None and now >= deadline:
                 break
             self._pump(now)
-            if self.reconciler is not None:
+            if self.reconciler is not None:  # periodic and on-alert passes, one at a time
                 self.reconciler.poll(now)
             if self.status is not None and now >= next_status:
                 self.status(self.status_line())
@@ -272,8 +279,6 @@ class TradingNode:
 
     async def stop(self) -> None:
         self._guarded(self.strategy.on_stop)
-        if self.reconciler is not None:
-            await self.reconciler.stop()
         if self.binance is not None:  # let in-flight commands finish and their answers arrive
             await self.binance.drain(timeout_s=10.0)
             await self.binance.stop()
