@@ -16,6 +16,7 @@ from kestrel.execution.reconcile import (
     PositionReport,
     check_intent_transition,
     reconcile,
+    reconcile_positions,
 )
 from kestrel.execution.reconcile_apply import Outcome, advance_intents, apply_corrections
 from kestrel.storage.ledger import Ledger
@@ -212,3 +213,14 @@ async def test_a_stale_report_never_moves_the_ledger_back(tmp_path: Path) -> Non
     revived = ledger.get_order(wrongly_rejected.client_order_id)
     assert revived is not None and revived.status is OrderStatus.NEW
     ledger.close()
+
+
+def test_a_position_our_fills_explain_is_ours_even_when_the_ledger_says_flat() -> None:
+    lost_update = [PositionReport(Market.FUTURES, "BTCUSDT", Decimal("0.3"), Decimal(60000))]
+    flat = [Position(Market.FUTURES, "BTCUSDT", Decimal(0), Decimal(0))]
+    explained = {(Market.FUTURES, "BTCUSDT"): Decimal("0.3")}
+    ours = reconcile_positions(flat, lost_update, OrphanPolicy.CONSERVATIVE, None, explained=explained)
+    assert [c.fix for c in ours] == [Fix.SET_POSITION] and "own fills" in ours[0].detail
+    other = {(Market.FUTURES, "BTCUSDT"): Decimal("0.1")}  # our fills do not add up to it: an orphan
+    orphan = reconcile_positions(flat, lost_update, OrphanPolicy.CONSERVATIVE, None, explained=other)
+    assert [c.fix for c in orphan] == [Fix.CLOSE_POSITION]

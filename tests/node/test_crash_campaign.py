@@ -312,5 +312,7 @@ def _check_ledger_equals_exchange(ledger: Ledger, records: dict[str, Any]) -> No
     assert ledger_position == Decimal(records["position"])
     # the campaign did reach the cases it is about
     assert fixes["order_missing"] >= 1 and fixes["update_order"] >= 1, fixes
+    # every position came from our own fills: never mistaken for an orphan (adopted or closed)
+    assert fixes["adopt_position"] == fixes["close_position"] == 0, fixes
     print(f"crash campaign: {len(exchange_ids)} orders, {sum(exchange_fills.values())} fills, fixes {dict(fixes)}",
           file=sys.stderr)  # fmt: skip

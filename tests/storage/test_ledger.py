@@ -201,6 +201,7 @@ def test_fill_deficits_list_orders_missing_fills(ledger: Ledger) -> None:
     assert ledger.fill_deficits(since_ns=order.ts_last + 1) == []  # older than asked: not listed
     assert ledger.record_fill(fills[1])
     assert ledger.fill_deficits() == []
+    assert ledger.fill_positions() == {(Market.FUTURES, "BTCUSDT"): Decimal("0.002")}  # what the fills add up to
 
 
 HOOKED_CHILD = """

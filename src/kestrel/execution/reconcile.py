@@ -15,7 +15,7 @@ Invariants after the corrections are applied:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -198,16 +198,20 @@ def reconcile(
                     order=report,
                 )
             )
-    corrections.extend(_reconcile_positions(ledger_positions, exchange_positions, policy, max_adopt_notional_usdt))
+    corrections.extend(reconcile_positions(ledger_positions, exchange_positions, policy, max_adopt_notional_usdt))
     return ReconcileReport(tuple(corrections), ts)
 
 
-def _reconcile_positions(
+def reconcile_positions(
     ledger_positions: Iterable[Position],
     exchange_positions: Sequence[PositionReport],
     policy: OrphanPolicy,
     max_adopt_notional_usdt: Decimal | None,
+    explained: Mapping[tuple[Market, str], Decimal] | None = None,
 ) -> list[Correction]:
+    """The position part of `reconcile`. `explained` are the positions the ledger's own fills add up
+    to: an exchange position the ledger has as flat but its fills explain is ours (the node died
+    before the position update was written), so it is set, never adopted or closed as an orphan."""
     corrections: list[Correction] = []
     ledger = {(p.market, p.symbol): p for p in ledger_positions}
     exchange = {(p.market, p.symbol): p for p in exchange_positions if p.quantity != 0}
@@ -220,7 +224,13 @@ def _reconcile_positions(
         if mine_quantity == theirs_quantity:
             continue
         report = theirs or PositionReport(market, symbol, Decimal(0), Decimal(0))
-        if mine_quantity == 0 and theirs is not None:
+        if mine_quantity == 0 and theirs is not None and (explained or {}).get(key) == theirs.quantity:
+            corrections.append(
+                Correction(Fix.SET_POSITION, market, symbol, symbol,
+                           f"ledger flat, exchange {theirs.quantity}: our own fills add up to it (its "
+                           "position update was lost), the ledger takes it", position=report)
+            )  # fmt: skip
+        elif mine_quantity == 0 and theirs is not None:
             notional = abs(theirs.quantity) * theirs.entry_price
             safe = max_adopt_notional_usdt is None or notional <= max_adopt_notional_usdt
             if policy is OrphanPolicy.RECLAIM_IF_SAFE and safe:

@@ -26,7 +26,16 @@ from kestrel.core.logs import get_logger
 from kestrel.core.orders import Fill, Order
 from kestrel.core.venue import OrderRequest, OrderSnapshot
 from kestrel.execution.guard import GuardedVenue
-from kestrel.execution.reconcile import OrderReport, OrphanPolicy, PositionReport, ReconcileReport, reconcile
+from kestrel.execution.reconcile import (
+    Correction,
+    Fix,
+    OrderReport,
+    OrphanPolicy,
+    PositionReport,
+    ReconcileReport,
+    reconcile,
+    reconcile_positions,
+)
 from kestrel.execution.reconcile_apply import (
     AppliedCorrection,
     Outcome,
@@ -125,11 +134,20 @@ class NodeReconciler:
             second = await self.snapshot_report(settle_in_flight=True)
             report = ReconcileReport(tuple(c for c in second.corrections if (c.fix, c.subject) in first), second.ts)
         now = self.clock.timestamp_ns()
-        applied = await apply_corrections(
-            report, self.ledger, self.exchange, now_ns=now, never_placed_after_ns=self.never_placed_after_ns
-        )
+        orphans = tuple(c for c in report.corrections if c.fix in (Fix.ADOPT_POSITION, Fix.CLOSE_POSITION))
+        others = tuple(c for c in report.corrections if c not in orphans)
+        applied = await self._apply(others, now)
         since = 0 if at_start else max(0, self._last_run_ns - self.interval_ns)
         recovered = await recover_missing_fills(self.ledger, self.exchange, since)
+        if orphans:  # with the orders and fills settled, our own fills may explain a "foreign" position
+            keys = {(c.market, c.symbol) for c in orphans}
+            positions = reconcile_positions(
+                [p for p in self.ledger.positions() if (p.market, p.symbol) in keys],
+                [c.position for c in orphans if c.position is not None], self.policy, self.max_adopt_notional_usdt,
+                explained=self.ledger.fill_positions(),
+            )  # fmt: skip
+            applied += await self._apply(tuple(positions), now)
+            report = ReconcileReport(others + tuple(positions), report.ts)
         intents = advance_intents(self.ledger, now)
         deferred = [a for a in applied if a.outcome == Outcome.DEFERRED]
         self.ledger.audit(
@@ -147,6 +165,12 @@ class NodeReconciler:
             self._next_ns = min(self._next_ns, now + self.never_placed_after_ns + NANOS_PER_SECOND)
         log.info("reconciled", corrections=len(report.corrections), deferred=len(deferred), fills=recovered)
         return report
+
+    async def _apply(self, corrections: tuple[Correction, ...], now: int) -> list[AppliedCorrection]:
+        report = ReconcileReport(corrections, now)
+        return await apply_corrections(
+            report, self.ledger, self.exchange, now_ns=now, never_placed_after_ns=self.never_placed_after_ns
+        )
 
     # ---- scheduling (called from the node's loop) -------------------------------------------------
     def poll(self, now_ns: int) -> None:

@@ -330,6 +330,17 @@ class Ledger:
                 found.append((order, have))
         return found
 
+    def fill_positions(self, market: Market = Market.FUTURES) -> dict[tuple[Market, str], Decimal]:
+        """The signed position every symbol's recorded fills add up to (buys minus sells)."""
+        statement = select(schema.fills.c.symbol, schema.fills.c.side, schema.fills.c.quantity).where(
+            schema.fills.c.market == market.value
+        )
+        totals: dict[tuple[Market, str], Decimal] = {}
+        for row in self._read(statement):
+            signed = row["quantity"] if row["side"] == Side.BUY.value else -row["quantity"]
+            totals[(market, row["symbol"])] = totals.get((market, row["symbol"]), Decimal(0)) + signed
+        return totals
+
     # ---- positions ---------------------------------------------------------------------------------
     def save_position(self, position: Position) -> None:
         values = {
