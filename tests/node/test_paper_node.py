@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from kestrel.config.loading import load_config
+from kestrel.core.clock import TimeEvent
 from kestrel.core.enums import Market, OrderStatus, OrderType, Side, TimeInForce
 from kestrel.core.venue import BookView, OrderRequest, OrderUpdate
 from kestrel.node import TradingNode
@@ -42,6 +43,13 @@ class ScriptedStrategy(Strategy):
             self.submit_order(OrderRequest(market, book.symbol, Side.BUY, OrderType.LIMIT, quantity=self.quantity,
                                            price=bid, time_in_force=TimeInForce.GTC))  # fmt: skip
 
+    def on_start(self) -> None:
+        self.set_timer("boom", 300_000_000)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.clock.cancel_timer("boom")
+        raise RuntimeError("a bug in a timer callback")  # contained by the node too
+
     def on_order_update(self, update: OrderUpdate) -> None:
         self.updates.append(update)
 
@@ -63,7 +71,7 @@ async def test_paper_node_trades_on_live_data(shared_data: Path, tmp_path: Path)
         node = TradingNode(config, strategy, mode="paper", status=lines.append, status_interval_s=0.5)
         summary = await node.run(duration_s=4.0)
     assert strategy.sent and summary.market_events > 10
-    assert summary.strategy_errors == 1  # the planted exception did not stop the node
+    assert summary.strategy_errors == 2  # the planted exceptions (a callback, a timer) did not stop the node
     assert summary.fills >= 1 and summary.orders >= 2 and summary.rejections == 0
     assert summary.positions == {"BTCUSDT": str(strategy.quantity)}
     assert any(u.fill is not None for u in strategy.updates)

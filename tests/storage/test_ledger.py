@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -149,6 +150,7 @@ def test_bad_url() -> None:
 
 CHILD = """
 import sys
+import time
 from decimal import Decimal
 from kestrel.core.enums import Market, OrderType, Side
 from kestrel.core.identifiers import IntentId, client_order_id
@@ -176,3 +178,75 @@ def test_committed_writes_survive_kill_9(tmp_path: Path) -> None:
     stored = {order.client_order_id for order in ledger.orders()}
     assert set(acknowledged) <= stored  # everything the writer was told is committed survived
     assert len(stored) >= 200
+
+
+def test_fill_deficits_list_orders_missing_fills(ledger: Ledger) -> None:
+    order = make_order()
+    order.apply_status(OrderStatus.SUBMITTED, 2_100)
+    ledger.record_order(order)
+    order.apply_status(OrderStatus.NEW, 2_200)
+    order.venue_order_id = VenueOrderId(7)
+    fills = [
+        Fill(order.client_order_id, VenueOrderId(7), TradeId(n), Market.FUTURES, "BTCUSDT", Side.BUY,
+             Decimal("67000.1"), Decimal("0.001"), Decimal("0.01"), "USDT", LiquiditySide.MAKER, 2_300 + n, 2_300 + n)
+        for n in (1, 2)
+    ]  # fmt: skip
+    for fill in fills:
+        order.apply_fill(fill)
+    ledger.update_order(order)  # the order says FILLED 0.002 ...
+    assert ledger.record_fill(fills[0])  # ... and only one of its two fills was written before the crash
+    assert [(o.client_order_id, have) for o, have in ledger.fill_deficits()] == [
+        (order.client_order_id, Decimal("0.001"))
+    ]
+    assert ledger.fill_deficits(since_ns=order.ts_last + 1) == []  # older than asked: not listed
+    assert ledger.record_fill(fills[1])
+    assert ledger.fill_deficits() == []
+    assert ledger.fill_positions() == {(Market.FUTURES, "BTCUSDT"): Decimal("0.002")}  # what the fills add up to
+
+
+HOOKED_CHILD = """
+import sys
+import time
+from decimal import Decimal
+from kestrel.core.enums import Market, OrderStatus, OrderType, Side
+from kestrel.core.identifiers import IntentId, client_order_id
+from kestrel.core.orders import Order
+from kestrel.storage.ledger import Ledger
+ledger = Ledger(sys.argv[1]); ledger.migrate()
+for n in range(5):
+    order = Order(client_order_id(f"h{n}"), IntentId(f"h{n}"), Market.SPOT, "BTCUSDT", Side.BUY, OrderType.MARKET,
+                  Decimal("0.001"), n)
+    order.apply_status(OrderStatus.SUBMITTED, n)
+    ledger.record_order(order)
+print("done", flush=True)
+"""
+
+
+def test_crash_hook_stalls_at_the_chosen_write_and_is_inert_otherwise(tmp_path: Path) -> None:
+    from kestrel.storage.ledger.crash_hook import ENVIRONMENT_VARIABLE
+
+    environment = {key: value for key, value in os.environ.items() if key != ENVIRONMENT_VARIABLE}
+    inert = subprocess.run(
+        [sys.executable, "-c", HOOKED_CHILD, f"sqlite:///{tmp_path / 'inert.sqlite'}"], env=environment,
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert inert.stdout.strip() == "done"
+    marker = tmp_path / "marker"
+    url = f"sqlite:///{tmp_path / 'hooked.sqlite'}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOOKED_CHILD, url],
+        env={**environment, ENVIRONMENT_VARIABLE: f"after_submit:3:{marker}"}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            if marker.exists() or child.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert marker.exists() and child.poll() is None  # stalled, alive, at the third SUBMITTED write
+        assert marker.read_text().startswith("after_submit ")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    ledger = Ledger(url)
+    assert [o.client_order_id for o in ledger.orders()] == [client_order_id(f"h{n}") for n in range(3)]
+    ledger.close()

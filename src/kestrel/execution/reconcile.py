@@ -2,7 +2,8 @@
 
 Runs at start-up (crash recovery is simply this path), every `execution.reconcile_interval_s` and on
 alert. Inputs are normalised status reports (any venue adapter produces them); the output is a list of
-`Correction`s, applied by the node and written to the ledger's audit trail as the report of every fix.
+`Correction`s, applied by `kestrel.execution.reconcile_apply` (run by the node's `NodeReconciler`) and
+written to the ledger's audit trail as the report of every fix (docs/reconciliation.md).
 
 Invariants after the corrections are applied:
 - every order the ledger thinks unfinished has the exchange's status (or is known to be gone);
@@ -14,12 +15,12 @@ Invariants after the corrections are applied:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from kestrel.core.enums import Market, OrderStatus, Side
+from kestrel.core.enums import Market, OrderStatus, OrderType, Side, TimeInForce
 from kestrel.core.identifiers import is_own_client_order_id
 from kestrel.core.orders import Order, Position
 
@@ -65,6 +66,11 @@ class OrderReport:
     filled_quantity: Decimal
     average_price: Decimal
     ts_last: int
+    order_type: OrderType = OrderType.LIMIT
+    price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    reduce_only: bool = False
+    ts_created: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +123,18 @@ def reconcile(
     policy: OrphanPolicy,
     ts: int,
     max_adopt_notional_usdt: Decimal | None = None,
+    in_flight: Collection[str] = (),
+    foreign: Collection[str] = (),
 ) -> ReconcileReport:
     """Compare and list corrections. `exchange_orders` are the exchange's answers for the ledger's
-    unfinished orders (queried by client id); `exchange_open_orders` is its full open-order list."""
+    unfinished orders (queried by client id); `exchange_open_orders` is its full open-order list;
+    `in_flight` are client ids the ledger has whose submission is still being answered (not orphans);
+    `foreign` are ledger orders we did not send (recorded from the user stream: a manual order on the
+    account), cancelled while open, as any order not ours is."""
     corrections: list[Correction] = []
     by_client = {report.client_order_id: report for report in exchange_orders}
     by_client.update({report.client_order_id: report for report in exchange_open_orders})
-    known = set()
+    known = set(in_flight)
     for order in ledger_unfinished:
         known.add(order.client_order_id)
         report = by_client.get(order.client_order_id)
@@ -135,6 +146,17 @@ def reconcile(
                     order.symbol,
                     order.client_order_id,
                     f"ledger {order.status.value}, unknown to the exchange: never placed",
+                )
+            )
+        elif order.client_order_id in foreign and report.status.is_open:
+            corrections.append(
+                Correction(
+                    Fix.CANCEL_ORDER,
+                    order.market,
+                    order.symbol,
+                    order.client_order_id,
+                    "open order we did not send (recorded from the user stream): cancelled",
+                    order=report,
                 )
             )
         elif report.status is not order.status or report.filled_quantity != order.filled_quantity:
@@ -176,16 +198,20 @@ def reconcile(
                     order=report,
                 )
             )
-    corrections.extend(_reconcile_positions(ledger_positions, exchange_positions, policy, max_adopt_notional_usdt))
+    corrections.extend(reconcile_positions(ledger_positions, exchange_positions, policy, max_adopt_notional_usdt))
     return ReconcileReport(tuple(corrections), ts)
 
 
-def _reconcile_positions(
+def reconcile_positions(
     ledger_positions: Iterable[Position],
     exchange_positions: Sequence[PositionReport],
     policy: OrphanPolicy,
     max_adopt_notional_usdt: Decimal | None,
+    explained: Mapping[tuple[Market, str], Decimal] | None = None,
 ) -> list[Correction]:
+    """The position part of `reconcile`. `explained` are the positions the ledger's own fills add up
+    to: an exchange position the ledger has as flat but its fills explain is ours (the node died
+    before the position update was written), so it is set, never adopted or closed as an orphan."""
     corrections: list[Correction] = []
     ledger = {(p.market, p.symbol): p for p in ledger_positions}
     exchange = {(p.market, p.symbol): p for p in exchange_positions if p.quantity != 0}
@@ -198,7 +224,13 @@ def _reconcile_positions(
         if mine_quantity == theirs_quantity:
             continue
         report = theirs or PositionReport(market, symbol, Decimal(0), Decimal(0))
-        if mine_quantity == 0 and theirs is not None:
+        if mine_quantity == 0 and theirs is not None and (explained or {}).get(key) == theirs.quantity:
+            corrections.append(
+                Correction(Fix.SET_POSITION, market, symbol, symbol,
+                           f"ledger flat, exchange {theirs.quantity}: our own fills add up to it (its "
+                           "position update was lost), the ledger takes it", position=report)
+            )  # fmt: skip
+        elif mine_quantity == 0 and theirs is not None:
             notional = abs(theirs.quantity) * theirs.entry_price
             safe = max_adopt_notional_usdt is None or notional <= max_adopt_notional_usdt
             if policy is OrphanPolicy.RECLAIM_IF_SAFE and safe:

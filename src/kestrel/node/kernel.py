@@ -50,7 +50,8 @@ from kestrel.core.logs import get_logger
 from kestrel.core.orders import Fill
 from kestrel.core.venue import AccountUpdate, BookView, OrderSnapshot, OrderUpdate, Venue, VenueEvent
 from kestrel.execution.guard import GuardedVenue
-from kestrel.execution.reconcile import OrderReport, OrphanPolicy, PositionReport, ReconcileReport, reconcile
+from kestrel.execution.reconcile import OrphanPolicy, ReconcileReport
+from kestrel.execution.reconcile_apply import Outcome
 from kestrel.execution.transfers import EngineTransfers, TransferManager, TransferTransport
 from kestrel.marketdata.feed import MarketDataFeed
 from kestrel.matching.engine import EngineSettings, MatchingEngine
@@ -58,6 +59,7 @@ from kestrel.matching.settings import engine_settings, order_latency
 from kestrel.matching.venue import SimVenue
 from kestrel.node.books import LiveBookView
 from kestrel.node.pacing import LockstepPacer
+from kestrel.node.reconciler import NodeReconciler
 from kestrel.node.records import write_node_run
 from kestrel.node.wallet import WalletKeeper
 from kestrel.risk.limits import RiskEngine
@@ -67,13 +69,7 @@ from kestrel.strategy.base import Strategy, StrategyContext
 log = get_logger(__name__)
 NANOS_PER_SECOND = 1_000_000_000
 PAPER_ACCOUNT = "paper"
-
-
-def _order_report(snapshot: OrderSnapshot) -> OrderReport:
-    return OrderReport(
-        snapshot.market, snapshot.symbol, snapshot.client_order_id, snapshot.order_id, snapshot.side, snapshot.status,
-        snapshot.quantity, snapshot.filled_quantity, snapshot.average_price, snapshot.ts_updated,
-    )  # fmt: skip
+_MAX_TIMER_FAILURES_PER_PUMP = 100
 
 
 def _warm_up(settings: EngineSettings) -> None:
@@ -164,6 +160,7 @@ class TradingNode:
         self.sim_venue: SimVenue | None = None
         self.binance: BinanceVenue | None = None
         self.reconcile_report: ReconcileReport | None = None
+        self.reconciler: NodeReconciler | None = None
         self.venue: GuardedVenue | None = None
         self.risk: RiskEngine | None = None
         self.wallet: WalletKeeper | None = None
@@ -199,7 +196,9 @@ class TradingNode:
             inner, self.clock, self.ledger, self.risk, id_prefix=f"node{self._started_ns}",
             leverage=config.risk.leverage, mark_of=self._mark,
         )  # fmt: skip
-        self.venue.set_event_handler(self._on_venue_event)
+        if self.binance is not None:
+            await self._reconcile_at_start(self.binance, self.venue)
+        self.venue.set_event_handler(self._on_venue_event)  # after the start-up fixes: they are not news
         self.wallet = self._build_wallet_keeper()
         for market, symbol in self.instruments:
             self._book(market, symbol)  # every view exists before the strategy first asks for one
@@ -214,12 +213,6 @@ class TradingNode:
             venue = BinanceVenue(settings, self.clock)
             await venue.start()
             self.binance = venue
-            report = await self._reconcile_at_start(venue)
-            if self.mode == "live" and not report.clean:
-                raise ConfigurationError(
-                    f"reconciliation is not clean ({len(report.corrections)} correction(s), see the ledger's "
-                    "'reconcile.fix' audit events): resolve them before trading live"
-                )
             return venue
         engine = MatchingEngine(list(self.instruments.values()), engine_settings(config.matching))
         engine.open_account(
@@ -256,24 +249,27 @@ class TradingNode:
         manager = TransferManager(transport, self.clock, config.execution, free, self.ledger, f"tr{self._started_ns}")
         return WalletKeeper(manager, config.risk.leverage, self._mark)
 
-    async def _reconcile_at_start(self, venue: BinanceVenue) -> ReconcileReport:
-        """Crash recovery is the start-up path: the ledger's unfinished orders and positions against
-        the exchange's; every correction is written to the audit trail."""
+    async def _reconcile_at_start(self, venue: BinanceVenue, guard: GuardedVenue) -> ReconcileReport:
+        """Crash recovery is the start-up path: the ledger's unfinished orders, positions and missing
+        fills against the exchange's, every correction applied and audited (`NodeReconciler`)."""
         assert self.ledger is not None
-        unfinished = self.ledger.unfinished_orders()
-        snapshot = await venue.reconcile_snapshot([(o.market, o.symbol, o.client_order_id) for o in unfinished])
-        report = reconcile(
-            unfinished, self.ledger.positions(), [_order_report(s) for s in snapshot.queried_orders],
-            [_order_report(s) for s in snapshot.open_orders],
-            [PositionReport(p.market, p.symbol, p.quantity, p.entry_price) for p in snapshot.positions],
-            OrphanPolicy(self.config.execution.orphan_policy), snapshot.ts,
+        config = self.config
+        # "safe" to adopt: a position within what the risk limits would let the node open itself
+        budget = (
+            self.summary.start_equity * Decimal(str(config.risk.max_capital_in_use_pct)) / 100 * config.risk.leverage
+        )
+        self.reconciler = NodeReconciler(
+            self.ledger, venue, guard, self.clock, OrphanPolicy(config.execution.orphan_policy),
+            config.execution.reconcile_interval_s, max_adopt_notional_usdt=budget,
         )  # fmt: skip
-        for correction in report.corrections:
-            self.ledger.audit(
-                "reconcile.fix", {"fix": correction.fix.value, "detail": correction.detail},
-                snapshot.ts, subject=correction.subject,
-            )  # fmt: skip
+        report = await self.reconciler.run_once(at_start=True)
         self.reconcile_report = report
+        unsettled = [a for a in self.reconciler.applied if a.outcome != Outcome.APPLIED]
+        if self.mode == "live" and unsettled:
+            raise ConfigurationError(
+                f"reconciliation left {len(unsettled)} correction(s) unsettled (see the ledger's 'reconcile.fix' "
+                "audit events): resolve them before trading live"
+            )
         return report
 
     async def run(self, duration_s: float | None = None) -> NodeSummary:
@@ -299,6 +295,13 @@ class TradingNode:
         return self.venue.kill(reason)
 
     async def _loop(self, duration_s: float | None) -> None:
+        try:
+            await self._trade(duration_s)
+        finally:  # a pass cut short is harmless (every fix is idempotent); the next start redoes it
+            if self.reconciler is not None:
+                await self.reconciler.stop()
+
+    async def _trade(self, duration_s: float | None) -> None:
         deadline = None if duration_s is None else self._started_ns + int(duration_s * NANOS_PER_SECOND)
         next_status = self.clock.timestamp_ns()
         while not self._stopping.is_set():
@@ -306,6 +309,8 @@ class TradingNode:
             if deadline is not None and now >= deadline:
                 break
             self._pump(now)
+            if self.reconciler is not None:  # periodic and on-alert passes, one at a time
+                self.reconciler.poll(now)
             if self.status is not None and now >= next_status:
                 self.status(self.status_line())
                 next_status = now + int(self.status_interval_s * NANOS_PER_SECOND)
@@ -315,7 +320,14 @@ class TradingNode:
     def _pump(self, now: int) -> None:
         if self.sim_venue is not None:
             self.sim_venue.process_due(now)
-        self.clock.fire_due_timers(now)
+        for _ in range(_MAX_TIMER_FAILURES_PER_PUMP):
+            try:
+                self.clock.fire_due_timers(now)
+                return
+            except Exception as error:  # a timer callback (a strategy's on_timer) must not stop the node;
+                # the raising timer is already off the heap (or rescheduled), so the rest still fire
+                self.summary.strategy_errors += 1
+                log.error("timer callback raised", error=repr(error))
 
     async def stop(self) -> None:
         if self.pacer is not None:

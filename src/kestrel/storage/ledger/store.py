@@ -33,7 +33,7 @@ from kestrel.core.enums import (
 from kestrel.core.errors import ConfigurationError, TemporaryError
 from kestrel.core.identifiers import ClientOrderId, IntentId, StrategyId, TradeId, VenueOrderId
 from kestrel.core.orders import Fill, Intent, Order, Position, Signal
-from kestrel.storage.ledger import schema
+from kestrel.storage.ledger import crash_hook, schema
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 INTENT_STATES = ("PENDING_ENTRY", "ACTIVE", "PENDING_CLOSING", "CLOSED")
@@ -201,10 +201,16 @@ class Ledger:
                 )
         except IntegrityError:
             return False
+        if order.status is OrderStatus.SUBMITTED:
+            crash_hook.reached("after_submit", order.client_order_id)
         return True
 
     def update_order(self, order: Order, reason: str | None = None) -> None:
         """Store the order's current state and append the transition to its event history."""
+        if crash_hook.armed() and order.status is not OrderStatus.SUBMITTED:
+            stored = self.get_order(order.client_order_id)
+            if stored is not None and stored.status is OrderStatus.SUBMITTED:
+                crash_hook.reached("before_ack", order.client_order_id)
         values = self._order_values(order)
         with self._write() as connection:
             result = connection.execute(
@@ -301,6 +307,39 @@ class Ledger:
             )
             for row in self._read(statement)
         ]
+
+    def fill_deficits(self, since_ns: int = 0) -> list[tuple[Order, Decimal]]:
+        """Orders (last changed at or after `since_ns`) whose reported filled quantity is more than the
+        sum of their recorded fills, with that sum: a crash between an order's update and its fill's
+        write leaves one, and the reconciler fetches the missing trades from the exchange."""
+        recent = (schema.orders.c.ts_last >= since_ns, schema.orders.c.filled_quantity != Decimal(0))
+        statement = select(schema.orders).where(*recent)
+        orders = [self._order_from(row) for row in self._read(statement.order_by(schema.orders.c.ts_init))]
+        if not orders:
+            return []
+        recorded: dict[str, Decimal] = {}
+        fills = select(schema.fills.c.client_order_id, schema.fills.c.quantity).where(
+            schema.fills.c.client_order_id.in_(select(schema.orders.c.client_order_id).where(*recent))
+        )
+        for row in self._read(fills):
+            recorded[row["client_order_id"]] = recorded.get(row["client_order_id"], Decimal(0)) + row["quantity"]
+        found = []
+        for order in orders:
+            have = recorded.get(order.client_order_id, Decimal(0))
+            if have < order.filled_quantity:
+                found.append((order, have))
+        return found
+
+    def fill_positions(self, market: Market = Market.FUTURES) -> dict[tuple[Market, str], Decimal]:
+        """The signed position every symbol's recorded fills add up to (buys minus sells)."""
+        statement = select(schema.fills.c.symbol, schema.fills.c.side, schema.fills.c.quantity).where(
+            schema.fills.c.market == market.value
+        )
+        totals: dict[tuple[Market, str], Decimal] = {}
+        for row in self._read(statement):
+            signed = row["quantity"] if row["side"] == Side.BUY.value else -row["quantity"]
+            totals[(market, row["symbol"])] = totals.get((market, row["symbol"]), Decimal(0)) + signed
+        return totals
 
     # ---- positions ---------------------------------------------------------------------------------
     def save_position(self, position: Position) -> None:
