@@ -123,7 +123,7 @@ class TickProbe(PipelineStrategy):
         return Exposure()  # the probe measures latency: concurrency limits would only stop the samples
 
 
-def _config(folder: Path, urls: dict[str, str]) -> Path:
+def _config(folder: Path, urls: dict[str, str], synchronous: str = "FULL") -> Path:
     # the shipped rules without their thin-book skip: the synthetic books are thin, and a skipped
     # decision sends no order to measure
     rules_document = yaml.safe_load((ROOT / "config/pipeline-rules.yaml").read_text())
@@ -137,7 +137,10 @@ def _config(folder: Path, urls: dict[str, str]) -> Path:
             "futures": {"rest_url": urls["rest_url"], "ws_url": urls["futures_ws_url"]},
         },
         "data": {"ingest": {"markets": ["futures"], "symbols": SYMBOLS, "streams": ["depth@100ms"]}},
-        "storage": {"data_dir": str(folder), "ledger_url": f"sqlite:///{folder / 'ledger.sqlite'}"},
+        "storage": {
+            "data_dir": str(folder), "ledger_url": f"sqlite:///{folder / 'ledger.sqlite'}",
+            "ledger_sqlite_synchronous": synchronous,
+        },
         "strategy": {"rules_file": str(rules), "max_loss_usdt": 50},
         "feature": {"atr_period": 3},
         "risk": {
@@ -222,6 +225,10 @@ def main() -> None:
         "--ledger-dir", type=Path, default=None,
         help="Where the node's SQLite ledger lives (default: a temporary folder; /dev/shm leaves out the disk's fsync)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sqlite-synchronous", choices=["FULL", "NORMAL"], default="FULL",
+        help="storage.ledger_sqlite_synchronous of the node's ledger",
+    )  # fmt: skip
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     urls_queue = context.Queue()
@@ -231,7 +238,9 @@ def main() -> None:
     try:
         urls = urls_queue.get(timeout=60)
         with tempfile.TemporaryDirectory(dir=args.ledger_dir) as folder:
-            result = asyncio.run(_run_node(_config(Path(folder), urls), args.seconds, args.every))
+            result = asyncio.run(
+                _run_node(_config(Path(folder), urls, args.sqlite_synchronous), args.seconds, args.every)
+            )
     finally:
         stop.set()
         server.join(timeout=10)
@@ -247,6 +256,7 @@ def main() -> None:
                 "seconds": args.seconds,
                 "decide_every_nth_book_update": args.every,
                 "ledger_dir": str(args.ledger_dir or tempfile.gettempdir()),
+                "ledger_sqlite_synchronous": args.sqlite_synchronous,
                 **result,
                 "target_p99_ms": target_ms,
                 "meets_target": p99 is not None and p99 <= target_ms,

@@ -148,6 +148,19 @@ def test_bad_url() -> None:
         Ledger("mysql://x")
 
 
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_sqlite_durability_setting_reaches_every_connection(tmp_path: Path, synchronous: str) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", synchronous)
+    ledger.migrate()
+    with ledger._engine.connect() as connection:  # the PRAGMA each connection got is the point
+        level = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    assert (level, mode) == ({"FULL": 2, "NORMAL": 1}[synchronous], "wal")
+    ledger.close()
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        Ledger(f"sqlite:///{tmp_path / 'm.sqlite'}", "OFF")
+
+
 CHILD = """
 import sys
 import time

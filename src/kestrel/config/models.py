@@ -175,6 +175,12 @@ class StorageConfig(Section):
         "sqlite:///data/ledger.sqlite",
         description="SQLAlchemy URL of the trading ledger (sqlite or postgresql)",
     )
+    ledger_sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="SQLite ledger durability: FULL = each write on disk before it returns (survives a power cut); "
+        "NORMAL = survives a process crash, saves an fsync per write (the last writes may roll back on a power "
+        "cut; start-up reconciliation then adopts the orders sent meanwhile)",
+    )
     redis_url: SecretStr | None = Field(None, description="redis://host:port/db; None = in-process cache and bus")
     clickhouse_url: SecretStr | None = Field(None, description="ClickHouse server; None = embedded stores only")
     parquet_compression: Literal["zstd", "snappy", "lz4", "none"] = Field("zstd", description="Parquet codec")

@@ -179,7 +179,7 @@ class TradingNode:
     async def start(self) -> None:
         config = self.config
         self._started_ns = self.clock.timestamp_ns()
-        self.ledger = Ledger(config.storage.ledger_url)
+        self.ledger = Ledger(config.storage.ledger_url, config.storage.ledger_sqlite_synchronous)
         self.ledger.migrate()
         self.ledger.record_config_revision(self.summary.config_revision, masked_dict(config), self._started_ns)
         if self.venue_kind is VenueKind.SIMULATED:

@@ -52,12 +52,24 @@ def _engine_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _enable_sqlite_durability(engine: Engine) -> None:
+# WAL + FULL: every commit is on disk when it returns (survives a power cut). WAL + NORMAL: a commit
+# survives the process being killed (kill -9, a crash) but the last ones may roll back on a power cut or
+# an OS crash; it saves the fsync of each commit (~2 ms on a disk). After such a loss the start-up
+# reconciliation finds the orders sent meanwhile on the exchange and adopts them (our client-id prefix).
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def _enable_sqlite_durability(engine: Engine, synchronous: str) -> None:
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise ConfigurationError(
+            f"SQLite synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}, got {synchronous}"
+        )
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -65,13 +77,13 @@ def _enable_sqlite_durability(engine: Engine) -> None:
 class Ledger:
     """Orders, fills, positions, intents, signals, config revisions, transfers and audit events."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sqlite_synchronous: str = "FULL") -> None:
         if not url.startswith(("sqlite", "postgresql")):
             raise ConfigurationError(f"ledger URL must be sqlite:// or postgresql://, got {url.split(':')[0]}")
         self.url = url
         self._engine = create_engine(_engine_url(url), future=True, pool_pre_ping=True)
         if self._engine.dialect.name == "sqlite":
-            _enable_sqlite_durability(self._engine)
+            _enable_sqlite_durability(self._engine, sqlite_synchronous)
 
     @property
     def dialect(self) -> str:
