@@ -32,7 +32,7 @@ from kestrel.binance.venue_settings import BinanceVenueSettings
 from kestrel.config.loading import config_revision, masked_dict
 from kestrel.config.models import KestrelConfig
 from kestrel.core.bus import MessageBus
-from kestrel.core.clock import LiveClock
+from kestrel.core.clock import Clock, LiveClock
 from kestrel.core.enums import Market
 from kestrel.core.errors import ConfigurationError
 from kestrel.core.events import (
@@ -137,7 +137,7 @@ class TradingNode:
         *,
         mode: Literal["paper", "live"] = "paper",
         venue_kind: VenueKind = VenueKind.SIMULATED,
-        clock: LiveClock | None = None,
+        clock: Clock | None = None,
         status: Callable[[str], None] | None = None,
         status_interval_s: float = 1.0,
         pacer: LockstepPacer | None = None,

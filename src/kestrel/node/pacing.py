@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 
 from kestrel.binance.schemas.trading import WireRequest
-from kestrel.core.clock import LiveClock
+from kestrel.core.clock import SimClock
 from kestrel.core.errors import KestrelError
 from kestrel.core.logs import get_logger
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from kestrel.node.kernel import TradingNode
 
 log = get_logger(__name__)
-NANOS_PER_MILLI = 1_000_000
 RestCall = Callable[[WireRequest, int | None], Coroutine[Any, Any, Any]]
 ORDER_ENDPOINTS = frozenset({"new_order", "cancel_order"})  # what the simulator holds in lockstep
 _TURNS = 8  # event-loop turns a command task needs to write its request (chained ones included)
@@ -38,27 +37,13 @@ class LockstepError(KestrelError):
     """The lockstep run cannot go on (the simulator or the node stopped answering)."""
 
 
-class LockstepClock(LiveClock):
+class LockstepClock(SimClock):
     """A clock moved only by the lockstep pacer (never the wall clock): timers fire at their own time,
-    in order, as `SimClock.advance_to` fires them in a backtest."""
-
-    def __init__(self, start_ns: int) -> None:
-        super().__init__()
-        self._now_ns = start_ns
-
-    def timestamp_ns(self) -> int:
-        return self._now_ns
-
-    def timestamp_ms(self) -> int:
-        return self._now_ns // NANOS_PER_MILLI
+    in order, as `SimClock.advance_to` fires them in a backtest; a step stamped before the clock's time
+    (an event the pacer already passed) leaves it where it is."""
 
     def advance_to(self, ts_ns: int) -> int:
-        fired = 0
-        while (due := self.next_timer_ns()) is not None and due <= ts_ns:
-            self._now_ns = max(self._now_ns, due)
-            fired += self.fire_due_timers(due)
-        self._now_ns = max(self._now_ns, ts_ns)
-        return fired
+        return super().advance_to(max(ts_ns, self.timestamp_ns()))
 
 
 class LockstepPacer:
