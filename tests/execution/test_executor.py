@@ -204,3 +204,16 @@ def test_a_post_only_order_that_would_take_falls_back_at_once() -> None:
     assert maker.status in (OrderStatus.EXPIRED, OrderStatus.REJECTED) and maker.filled == 0
     assert taker.leg is Leg.TAKER and taker.ts_sent_ns < T0 + 1000 * MS  # no maker wait for a refused maker
     assert taker.status is OrderStatus.FILLED and execution.done
+
+
+def test_after_the_final_flush_every_ledger_row_is_written_at_once(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.migrate()
+    h = Harness(ledger=ledger)
+    h.executor.execute(intent("0.2"))
+    assert ledger.intent_states() == {}  # queued for a clock tick later while trading
+    h.executor.flush_ledger(final=True)  # the strategy stops; the venue may still deliver events
+    assert ledger.intent_states() == {"i-1": "PENDING_ENTRY"}
+    h.executor.defer_ledger_write(lambda l: l.audit("late", {"n": 1}, T0))  # noqa: E741
+    assert ledger.audit_events("late")  # written now: no clock tick will come to flush it
+    ledger.close()

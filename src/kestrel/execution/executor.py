@@ -156,6 +156,7 @@ class Executor:
         self._orders: dict[str, tuple[IntentExecution, OrderRecord]] = {}
         self.last_send_ns = 0  # clock time of the latest order handed to the venue (latency probes)
         self._pending_writes: list[Callable[[Ledger], object]] = []
+        self._write_through = False  # set at shutdown: queued writes would never be flushed
 
     # ---- commands --------------------------------------------------------------------------------
     def execute(
@@ -417,14 +418,18 @@ class Executor:
         if self.ledger is None:
             return
         self._pending_writes.append(write)
-        if len(self._pending_writes) == 1:
+        if self._write_through:  # stopping: the clock may not tick again, nothing may wait for it
+            self.flush_ledger()
+        elif len(self._pending_writes) == 1:
             self.clock.set_timer(LEDGER_FLUSH_TIMER, self.clock.timestamp_ns() + LEDGER_FLUSH_DELAY_NS, self._flush_due)
 
     def _flush_due(self, _event: TimeEvent) -> None:
         self.flush_ledger()
 
-    def flush_ledger(self) -> None:
-        """Write every queued ledger row now (also at shutdown)."""
+    def flush_ledger(self, final: bool = False) -> None:
+        """Write every queued ledger row now. `final` (at shutdown): from now on every row is written
+        when it comes, so rows of events that still arrive while the venue drains are not lost."""
+        self._write_through = self._write_through or final
         pending, self._pending_writes = self._pending_writes, []
         self.clock.cancel_timer(LEDGER_FLUSH_TIMER)
         if self.ledger is None:

@@ -316,7 +316,7 @@ class PipelineStrategy(Strategy):
         self.executor.defer_ledger_write(lambda ledger: ledger.set_intent_state(intent_id, "CLOSED", now))
 
     def on_stop(self) -> None:
-        self.executor.flush_ledger()
+        self.executor.flush_ledger(final=True)
 
     def on_timer(self, event: TimeEvent) -> None:
         if event.name != SWEEP_TIMER:
