@@ -13,6 +13,7 @@ import orjson
 from kestrel.core.clock import LiveClock
 from kestrel.core.enums import Market
 from kestrel.sim import FaultPlan, RateModel
+from kestrel.sim.faults import periodic_faults_due
 from kestrel.sim.streams import StreamKind
 from tests.sim.conftest import ReferenceBook, SimFactory, get_json
 
@@ -289,3 +290,14 @@ def _loads_or_empty(text: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def test_periodic_faults_fire_once_per_period_counted_from_the_first_look() -> None:
+    last: dict[str, float] = {}
+    periods = {"stall": 1.0, "shutdown": None, "disconnect": 0.5}
+    assert periodic_faults_due(last, periods, 10.0) == []  # the first period starts now
+    assert periodic_faults_due(last, periods, 10.4) == []
+    assert periodic_faults_due(last, periods, 10.5) == ["disconnect"]
+    assert periodic_faults_due(last, periods, 10.9) == []
+    assert periodic_faults_due(last, periods, 11.0) == ["stall", "disconnect"]
+    assert "shutdown" not in last  # a fault without a period never fires

@@ -158,6 +158,20 @@ MALFORMED = 5
 UNKNOWN_EVENT = 6
 
 
+def periodic_faults_due(last: dict[str, float], periods: Mapping[str, float | None], now_s: float) -> list[str]:
+    """The plan's periodic faults whose period has passed since they last fired (a fault's first
+    period counts from the first call); `last` is the caller's memory of when each fired."""
+    due = []
+    for name, period in periods.items():
+        if period is None:
+            continue
+        started = last.setdefault(name, now_s)
+        if now_s - started >= period:
+            last[name] = now_s
+            due.append(name)
+    return due
+
+
 class FaultInjector:
     """Draws the per-message fault decisions of a plan; manual injections (`inject_gap`) take priority."""
 

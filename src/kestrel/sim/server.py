@@ -30,7 +30,7 @@ from kestrel.core.errors import ConfigurationError, KestrelError
 from kestrel.core.logs import get_logger
 from kestrel.replay.raw import RawFrame
 from kestrel.sim.book import BookView
-from kestrel.sim.faults import FaultInjector, FaultPlan
+from kestrel.sim.faults import FaultInjector, FaultPlan, periodic_faults_due
 from kestrel.sim.hub import StreamHub
 from kestrel.sim.instruments import ExchangeInfoCatalog, select_specs
 from kestrel.sim.lockstep import CONTROL_PATH, LockstepPlan, LockstepSession
@@ -268,18 +268,12 @@ class MarketSimulator:
         while True:
             await asyncio.sleep(0.05)
             plan = self._injector.plan
-            now_s = self.timeline.monotonic_s()
-            for name, period in (
-                ("disconnect", plan.disconnect_every_s),
-                ("stall", plan.stall_every_s),
-                ("shutdown", plan.shutdown_notice_every_s),
-            ):
-                if period is None:
-                    continue
-                started = last.setdefault(name, now_s)
-                if now_s - started < period:
-                    continue
-                last[name] = now_s
+            periods = {
+                "disconnect": plan.disconnect_every_s,
+                "stall": plan.stall_every_s,
+                "shutdown": plan.shutdown_notice_every_s,
+            }
+            for name in periodic_faults_due(last, periods, self.timeline.monotonic_s()):
                 if name == "disconnect":
                     self.disconnect_all(plan.disconnect_fraction)
                 elif name == "stall":

@@ -71,19 +71,8 @@ def depth_update(
                 "a": _levels(spec, asks),
             }
         )
-    return orjson.dumps(
-        {
-            "e": "depthUpdate",
-            "E": event_ms,
-            "T": transaction_ms,
-            "s": spec.symbol,
-            "U": first_id,
-            "u": final_id,
-            "pu": previous_final_id,
-            "b": _levels(spec, bids),
-            "a": _levels(spec, asks),
-        }
-    )
+    # USD-M: the same envelope as the partial-depth stream (it is a depthUpdate with the top levels)
+    return partial_depth_futures(spec, first_id, final_id, previous_final_id, bids, asks, event_ms, transaction_ms)
 
 
 def trade(spec: SymbolSpec, trade_id: int, price: int, quantity: int, buyer_is_maker: bool, time_ms: int) -> bytes:

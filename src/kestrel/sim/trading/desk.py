@@ -33,7 +33,7 @@ from kestrel.core.venue import AccountUpdate, ExecutionType, OrderSnapshot, Orde
 from kestrel.matching.base import EngineEvent, EngineSettings
 from kestrel.matching.engine import MatchingEngine
 from kestrel.matching.fees import FeeSchedule
-from kestrel.sim.faults import FaultPlan
+from kestrel.sim.faults import FaultPlan, periodic_faults_due
 from kestrel.sim.instruments import SymbolSpec
 from kestrel.sim.state import SimulatorState
 from kestrel.sim.trading import wire_futures, wire_spot
@@ -471,17 +471,8 @@ class TradingDesk:
                 if self.streams.keys:
                     self.streams.expire_due()
                 plan = self.plan
-                now_s = timeline.monotonic_s()
-                for name, period in (
-                    ("silence", plan.user_stream_silence_every_s),
-                    ("expire", plan.listen_key_expire_every_s),
-                ):
-                    if period is None:
-                        continue
-                    started = last.setdefault(name, now_s)
-                    if now_s - started < period:
-                        continue
-                    last[name] = now_s
+                periods = {"silence": plan.user_stream_silence_every_s, "expire": plan.listen_key_expire_every_s}
+                for name in periodic_faults_due(last, periods, timeline.monotonic_s()):
                     if name == "silence":
                         self.silence_user_streams(plan.user_stream_silence_s)
                     else:
